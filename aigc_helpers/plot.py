@@ -1,0 +1,151 @@
+"""Figures every chapter uses: image grids, loss curves, heat maps, 2-D data.
+
+Each function draws on a given ``ax`` (or makes a new figure), always sets a
+title and axis labels, and returns the ``Axes`` so a notebook can add to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _ax(ax, figsize=(6, 4)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    return np.asarray(x)
+
+
+def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] | None = None,
+               ax=None, cmap: str = "gray", scale: float = 1.0):
+    """Show ``images`` ``(N, C, H, W)`` with values in [0, 1] as a grid, optionally captioned."""
+    x = _np(images)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {x.shape}")
+    n, c, h, w = x.shape
+    ncol = min(nrow, n)
+    nrows = int(np.ceil(n / ncol))
+    if labels is not None:
+        if len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} images")
+        fig, axes = plt.subplots(nrows, ncol, figsize=(scale * 1.1 * ncol, scale * 1.3 * nrows), squeeze=False)
+        for i, a in enumerate(axes.flat):
+            a.axis("off")
+            if i < n:
+                img = x[i, 0] if c == 1 else x[i].transpose(1, 2, 0)
+                a.imshow(np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)
+                a.set_title(str(labels[i]), fontsize=8)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        return axes
+    pad = 1
+    grid = np.ones((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
+    for i in range(n):
+        r, k = divmod(i, ncol)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
+    ax = _ax(ax, figsize=(scale * 0.6 * ncol + 1, scale * 0.6 * nrows + 0.6))
+    img = grid[0] if c == 1 else grid.transpose(1, 2, 0)
+    ax.imshow(np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)
+    ax.set_title(title or f"{n} images")
+    ax.axis("off")
+    return ax
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(y) < window:
+        return y
+    kernel = np.ones(window) / window
+    return np.convolve(y, kernel, mode="valid")
+
+
+def loss_curve(history=None, *, curves: dict[str, Sequence[float]] | None = None,
+               title: str = "Training loss", ylabel: str = "loss", xlabel: str = "step",
+               smooth: int = 1, logy: bool = False, ax=None):
+    """Plot a :class:`~aigc_helpers.train.History` (training loss and evaluations)
+    and/or ``curves`` (name -> values, one per step)."""
+    ax = _ax(ax)
+    if history is not None:
+        y = _smooth(np.asarray(history.loss, dtype=float), smooth)
+        ax.plot(np.arange(len(y)) + (smooth - 1 if smooth > 1 and len(history.loss) >= smooth else 0),
+                y, label="train loss" + (f" (mean of {smooth})" if smooth > 1 else ""), alpha=0.9)
+        for name, values in history.evals.items():
+            ax.plot(history.eval_steps, values, "o-", label=name)
+    for name, values in (curves or {}).items():
+        ax.plot(_smooth(np.asarray(values, dtype=float), smooth), label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def heatmap(matrix, *, xlabels: Sequence[str] | None = None, ylabels: Sequence[str] | None = None,
+            title: str = "", xlabel: str = "", ylabel: str = "", cmap: str = "viridis",
+            annotate: bool = False, fmt: str = ".2f", ax=None, colorbar: bool = True):
+    """A labelled heat map (attention weights, confusion matrices, counts)."""
+    m = _np(matrix)
+    if m.ndim != 2:
+        raise ValueError(f"heatmap needs a 2-D matrix, got shape {m.shape}")
+    ax = _ax(ax, figsize=(max(4, 0.45 * m.shape[1] + 2), max(3, 0.4 * m.shape[0] + 1.5)))
+    im = ax.imshow(m, cmap=cmap, aspect="auto")
+    if xlabels is not None:
+        ax.set_xticks(range(len(xlabels)), labels=list(xlabels), rotation=90 if max(map(len, map(str, xlabels)), default=0) > 2 else 0)
+    if ylabels is not None:
+        ax.set_yticks(range(len(ylabels)), labels=list(ylabels))
+    if annotate:
+        mid = (np.nanmax(m) + np.nanmin(m)) / 2
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
+                    color="white" if v < mid else "black")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def scatter_2d(x, labels=None, *, title: str = "", ax=None, s: float = 6, alpha: float = 0.6,
+               xlabel: str = "$x_1$", ylabel: str = "$x_2$", label: str | None = None, **kw):
+    """Scatter 2-D points, coloured by ``labels`` when given."""
+    p = _np(x)
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise ValueError(f"expected points of shape (N, 2), got {p.shape}")
+    ax = _ax(ax, figsize=(4.5, 4.5))
+    c = None if labels is None else _np(labels)
+    ax.scatter(p[:, 0], p[:, 1], c=c, s=s, alpha=alpha, cmap="tab10" if c is not None else None, label=label, **kw)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_aspect("equal", adjustable="datalim")
+    return ax
+
+
+def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], x, labels, *,
+                      title: str = "", ax=None, resolution: int = 200, margin: float = 0.5):
+    """Shade where ``predict`` (points ``(N, 2)`` -> P(class 1) ``(N,)``) says class 1, and overlay the data."""
+    p = _np(x)
+    lo, hi = p.min(0) - margin, p.max(0) + margin
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    with torch.no_grad():
+        z = _np(predict(grid)).reshape(gx.shape)
+    ax = _ax(ax, figsize=(4.5, 4.5))
+    cs = ax.contourf(gx, gy, z, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
+    ax.contour(gx, gy, z, levels=[0.5], colors="k", linewidths=1.2)
+    ax.figure.colorbar(cs, ax=ax, fraction=0.046, pad=0.04, label="P(class 1)")
+    scatter_2d(p, labels, ax=ax, title=title, s=8, alpha=0.8)
+    return ax
