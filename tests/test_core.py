@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from aigc_helpers import budget, cache_dir, get_device, is_full_budget, set_seed
+
+
+def test_set_seed_makes_runs_repeat():
+    set_seed(3)
+    a = torch.randn(5), torch.nn.Linear(4, 4).weight.detach().clone()
+    set_seed(3)
+    b = torch.randn(5), torch.nn.Linear(4, 4).weight.detach().clone()
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    set_seed(4)
+    assert not torch.equal(torch.randn(5), a[0])
+
+
+def test_set_seed_rejects_bad_seed():
+    with pytest.raises(ValueError, match="non-negative"):
+        set_seed(-1)
+
+
+def test_budget_switch(monkeypatch):
+    monkeypatch.delenv("AIGC_BUDGET", raising=False)
+    assert budget(1, 2) == 1 and not is_full_budget()
+    monkeypatch.setenv("AIGC_BUDGET", "full")
+    assert budget(1, 2) == 2 and is_full_budget()
+    monkeypatch.setenv("AIGC_BUDGET", "huge")
+    with pytest.raises(ValueError, match="AIGC_BUDGET"):
+        budget(1, 2)
+
+
+def test_device_choice(monkeypatch):
+    monkeypatch.delenv("AIGC_DEVICE", raising=False)
+    assert get_device().type in {"cpu", "cuda", "mps"}
+    assert get_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            get_device("cuda")
+
+
+def test_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_CACHE", str(tmp_path / "c"))
+    p = cache_dir("models")
+    assert p == tmp_path / "c" / "models" and p.is_dir()
