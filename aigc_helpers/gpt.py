@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import causal_mask, scaled_dot_product_attention
 from .decoding import sample_next
 
 
@@ -46,14 +47,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        """(B, T, C) -> (B, T, C); with ``return_weights`` also the (B, h, T, T) attention
+        weights, computed by the from-scratch :func:`~aigc_helpers.attention.scaled_dot_product_attention`."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)                           # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, h, T, d)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, h, T, d)
+        if return_weights:
+            y, w = scaled_dot_product_attention(q, k, v, causal_mask(T, x.device), return_weights=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)  # (B, h, T, d)
         y = y.transpose(1, 2).reshape(B, T, C)                             # concatenate heads
-        return self.resid_drop(self.c_proj(y))
+        y = self.resid_drop(self.c_proj(y))
+        return (y, w) if return_weights else y
 
 
 class MLP(nn.Module):
@@ -77,7 +84,11 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.n_embd, bias=c.bias)
         self.mlp = MLP(c)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        if return_weights:
+            a, w = self.attn(self.ln_1(x), return_weights=True)
+            x = x + a
+            return x + self.mlp(self.ln_2(x)), w
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
@@ -130,6 +141,22 @@ class GPT(nn.Module):
         logits = self.lm_head(x)                              # (B, T, V)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the model with from-scratch attention and return ``(logits, weights)``.
+
+        ``weights`` has shape (n_layer, B, n_head, T, T): row t of a head says how
+        much position t attended to each earlier position.
+        """
+        if idx.dim() != 2 or idx.shape[1] > self.config.block_size:
+            raise ValueError(f"idx must have shape (B, T <= {self.config.block_size}), got {tuple(idx.shape)}")
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        maps = []
+        for block in self.blocks:
+            x, w = block(x, return_weights=True)
+            maps.append(w)
+        return self.lm_head(self.ln_f(x)), torch.stack(maps)
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.95)) -> torch.optim.AdamW:
         """AdamW with weight decay on weight matrices and embeddings only, not on biases or LayerNorm."""

@@ -75,3 +75,14 @@ def test_gru_face_and_generate():
     assert torch.equal(full[:, 2:], out[:, 3:])
     with pytest.raises(ValueError):
         m.generate(torch.zeros(1, 0, dtype=torch.long), 2)
+
+
+def test_attention_maps_use_from_scratch_attention_and_match_the_fused_model():
+    set_seed(0)
+    m = GPT(CFG).eval()
+    idx = torch.randint(0, 11, (2, 10))
+    logits, maps = m.attention_maps(idx)
+    assert maps.shape == (2, 2, 2, 10, 10)
+    assert (logits - m(idx)[0]).abs().max() <= 1e-5
+    assert torch.allclose(maps.sum(-1), torch.ones(2, 2, 2, 10))
+    assert (maps.triu(1) == 0).all()  # causal: nothing above the diagonal
