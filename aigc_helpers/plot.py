@@ -125,8 +125,9 @@ def scatter_2d(x, labels=None, *, title: str = "", ax=None, s: float = 6, alpha:
     if p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"expected points of shape (N, 2), got {p.shape}")
     ax = _ax(ax, figsize=(4.5, 4.5))
-    c = None if labels is None else _np(labels)
-    ax.scatter(p[:, 0], p[:, 1], c=c, s=s, alpha=alpha, cmap="tab10" if c is not None else None, label=label, **kw)
+    if labels is not None:   # fixed colours per class: 0 blue, 1 orange, 2 green, ...
+        kw = {"c": _np(labels), "cmap": "tab10", "vmin": 0, "vmax": 9, **kw}
+    ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, label=label, **kw)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
