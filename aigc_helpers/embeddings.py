@@ -249,15 +249,24 @@ class SkipGramNS(nn.Module):
             )
 
     def score(self, center: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """u_context . v_center for each pair, shape ``(B,)``; sigma(score) is the
-        model's probability that the pair is real."""
+        """u_context . v_center for each pair; sigma(score) is the model's
+        probability that the pair is real.
+
+        center (B,) with context (B,) -> (B,), or with context (B, C) -> (B, C)
+        (one center against C context words, e.g. its whole window).
+        """
         self._check(center, "center")
         self._check(context, "context")
-        if center.shape != context.shape:
-            raise ValueError(f"center {tuple(center.shape)} and context {tuple(context.shape)} must match")
+        if center.dim() != 1 or context.dim() not in (1, 2) or context.shape[0] != center.shape[0]:
+            raise ValueError(
+                f"expected center (B,) and context (B,) or (B, C), got "
+                f"{tuple(center.shape)} and {tuple(context.shape)}"
+            )
         v = self.center_emb(center)                  # (B, d)
-        u = self.context_emb(context)                # (B, d)
-        return (u * v).sum(-1)                       # (B,)
+        u = self.context_emb(context)                # (B, d) or (B, C, d)
+        if context.dim() == 2:
+            v = v.unsqueeze(1)                       # (B, 1, d)
+        return (u * v).sum(-1)                       # (B,) or (B, C)
 
     def forward(self, center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         """Mean SGNS loss over the batch:
@@ -320,7 +329,7 @@ def nearest(word_vectors: torch.Tensor, query_id: int, k: int = 5) -> tuple[torc
 
 
 def analogy(word_vectors: torch.Tensor, a: int, b: int, c: int, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """"a is to b as c is to ?": the words nearest (cosine) to b - a + c,
+    """Answer "a is to b as c is to ?" with the words nearest (cosine) to b - a + c,
     leaving out a, b and c (Mikolov et al., 2013). Returns ``(ids (k,), similarities (k,))``."""
     unit = _unit_rows(word_vectors)
     ids = [_check_id(x, len(unit), name) for x, name in ((a, "a"), (b, "b"), (c, "c"))]
