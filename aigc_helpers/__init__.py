@@ -12,6 +12,15 @@ from here. One module per idea:
     ngram       unigram and bigram language models (counted and learned)
     embeddings  skip-gram with negative sampling
     vision      convolution by hand and a small CNN classifier
+    attention   scaled dot-product and multi-head attention, masks
+    transformer positional encoding, FFN, encoder/decoder blocks, a seq2seq Transformer
+    tasks       toy sequence-to-sequence data: reverse, sort or copy a string
+    gpt         a GPT (decoder-only Transformer) with generate()
+    decoding    greedy, beam search, temperature, top-k, top-p
+    rnn         the GRU character generator, the GPT's baseline
+    finetune    a GPT with a classification head, and labelled data from the corpus
+    bert        BERT: masked LM, next-sentence prediction, a classifier head
+    zoo         the book's shared trained models (load-or-train recipes)
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed
