@@ -52,8 +52,9 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     if len(a) < 2 or len(b) < 2:
         raise ValueError("need at least two samples on each side")
     a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
+    d = a.shape[1]
+    mu_a, mu_b = a.mean(0), b.mean(0)                          # (D,)
+    s_a, s_b = torch.cov(a.T).reshape(d, d), torch.cov(b.T).reshape(d, d)  # (D, D); a 0-d scalar when D = 1
     # Tr (S_a S_b)^{1/2} = sum of sqrt eigenvalues of S_a^{1/2} S_b S_a^{1/2} (symmetric, PSD)
     evals, evecs = torch.linalg.eigh(s_a)
     root_a = evecs @ torch.diag(evals.clamp(min=0).sqrt()) @ evecs.T
@@ -85,11 +86,13 @@ def judge_config(dataset: str) -> JudgeConfig:
 class ImageJudge:
     """A trained classifier that scores images from any generator of one data set."""
 
-    def __init__(self, model: SmallCNN, classes: list[str], dataset: str, test_accuracy: float):
+    def __init__(self, model: SmallCNN, classes: list[str], dataset: str, test_accuracy: float,
+                 train_loss: list[float] | None = None):
         self.model = model.eval()
         self.classes = classes
         self.dataset = dataset
-        self.test_accuracy = test_accuracy
+        self.test_accuracy = test_accuracy          # measured once, right after training
+        self.train_loss = list(train_loss or [])    # one loss per training step (kept in the cache)
         self.size = model.config.image_size
 
     @property
@@ -143,28 +146,37 @@ class ImageJudge:
         """Classifier-FID between two sets of images (e.g. samples and real test images)."""
         return frechet_distance(self.features(x), self.features(y))
 
-    def fid_floor(self, n: int = 1000, seed: int = 0) -> float:
-        """FID between two disjoint random sets of ``n`` real test images: the best a model can hope for."""
+    def fid_floor(self, n: int | None = None, seed: int = 0) -> float:
+        """FID between two disjoint random sets of ``n`` real test images: the best a model can hope for.
+
+        ``n`` defaults to 1000, or half the test set when that is smaller (digits).
+        Compare a model's FID with the floor for the same ``n``: the estimate shrinks as ``n`` grows.
+        """
         test = load_images(self.dataset, "test")
-        if 2 * n > len(test):
-            raise ValueError(f"need 2n <= {len(test)} test images, got n={n}")
+        n = min(1000, len(test) // 2) if n is None else n
+        if n < 2 or 2 * n > len(test):
+            raise ValueError(f"need 2 <= n and 2n <= {len(test)} test images, got n={n}")
         idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
         return self.fid(test.x[idx[:n]], test.x[idx[n:2 * n]])
 
 
 def get_judge(dataset: str = "fashion", device=None, progress: bool = True) -> ImageJudge:
-    """The image judge for ``dataset``, trained once and then loaded from the cache."""
+    """The image judge for ``dataset``, trained once and then loaded from the cache.
+
+    The training images are only read when the judge has to be trained; a
+    cached judge loads in well under a second.
+    """
     cfg = judge_config(dataset)
-    train_set: ImageData = load_images(dataset, "train", n=cfg.n_train, seed=cfg.seed)
     test_set: ImageData = load_images(dataset, "test")
-    cnn_cfg = CNNConfig(in_channels=train_set.shape[0], image_size=train_set.shape[1],
-                        n_classes=len(train_set.classes), width=cfg.width)
+    cnn_cfg = CNNConfig(in_channels=test_set.shape[0], image_size=test_set.shape[1],
+                        n_classes=len(test_set.classes), width=cfg.width)
 
     def build() -> SmallCNN:
         set_seed(cfg.seed)
         return SmallCNN(cnn_cfg)
 
     def fit(model: SmallCNN) -> dict:
+        train_set: ImageData = load_images(dataset, "train", n=cfg.n_train, seed=cfg.seed)
         set_seed(cfg.seed)
         history = train(model, train_set.loader(cfg.batch_size, seed=cfg.seed), cfg.steps,
                         lr=cfg.lr, warmup=20, lr_min=cfg.lr / 30, device=device,
@@ -173,4 +185,6 @@ def get_judge(dataset: str = "fashion", device=None, progress: bool = True) -> I
 
     model, info = load_or_train(f"judge-{dataset}", {"judge": asdict(cfg), "cnn": asdict(cnn_cfg)},
                                 build, fit, device=device or get_device())
-    return ImageJudge(model, train_set.classes, dataset, info["result"]["test_accuracy"])
+    result = info["result"] or {}
+    return ImageJudge(model, test_set.classes, dataset, result.get("test_accuracy", float("nan")),
+                      result.get("loss"))

@@ -37,7 +37,8 @@ def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] 
     if labels is not None:
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} images")
-        fig, axes = plt.subplots(nrows, ncol, figsize=(scale * 1.1 * ncol, scale * 1.3 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncol, figsize=(scale * 1.1 * ncol, scale * 1.3 * nrows), squeeze=False,
+                                 layout="constrained")
         for i, a in enumerate(axes.flat):
             a.axis("off")
             if i < n:
@@ -46,7 +47,6 @@ def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] 
                 a.set_title(str(labels[i]), fontsize=8)
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
         return axes
     pad = 1
     grid = np.ones((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
@@ -106,10 +106,10 @@ def heatmap(matrix, *, xlabels: Sequence[str] | None = None, ylabels: Sequence[s
     if ylabels is not None:
         ax.set_yticks(range(len(ylabels)), labels=list(ylabels))
     if annotate:
-        mid = (np.nanmax(m) + np.nanmin(m)) / 2
         for (i, j), v in np.ndenumerate(m):
+            r, g, b, _ = im.cmap(im.norm(v))               # dark cell -> white text, light cell -> black
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
-                    color="white" if v < mid else "black")
+                    color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
