@@ -8,14 +8,15 @@ Each function works on plain logits, so it serves any language model:
 - ``top_p_filter``: keep the smallest set whose probability reaches p,
   "nucleus sampling" (Holtzman et al., 2020);
 - ``sample_next``: all of the above, then one draw;
-- ``beam_search``: keep the ``beam_width`` most likely partial sequences.
+- ``beam_search``: keep the ``beam_width`` most likely partial sequences;
+- ``distinct_n``: how varied generated text is (Li et al., 2016).
 
 Filters set removed tokens' logits to ``-inf``, so a softmax gives them zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -128,3 +129,20 @@ def sequence_logprob(next_logits: Callable[[torch.Tensor], torch.Tensor], prompt
         for t in range(len(prompt), len(ids)):
             total += next_logits(ids[None, :t]).log_softmax(-1)[0, ids[t]].item()
     return total
+
+
+def distinct_n(sequences: Iterable[Sequence], n: int) -> float:
+    """Distinct-n (Li et al., 2016): unique n-grams divided by all n-grams.
+
+    ``sequences`` is a collection of token sequences: lists of words or ids,
+    strings (sequences of characters) or the rows of a 2-D tensor. N-grams
+    never cross from one sequence into the next. 1.0 means no n-gram repeats;
+    text stuck in a loop scores near 0.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    seqs = [seq.tolist() if isinstance(seq, torch.Tensor) else seq for seq in sequences]  # ids, not tensors
+    grams = [tuple(seq[i:i + n]) for seq in seqs for i in range(len(seq) - n + 1)]
+    if not grams:
+        raise ValueError(f"no {n}-grams: every sequence is shorter than n={n}")
+    return len(set(grams)) / len(grams)

@@ -63,3 +63,19 @@ def test_beam_search_finds_the_best_sequence_greedy_misses():
     assert sequence_logprob(next_logits, torch.tensor([0]), torch.tensor([2, 2])) == pytest.approx(score, abs=1e-5)
     with pytest.raises(ValueError):
         beam_search(next_logits, torch.tensor([], dtype=torch.long), 2)
+
+
+def test_distinct_n_counts_unique_ngrams():
+    from aigc_helpers.decoding import distinct_n
+    words = "the cat saw the cat".split()
+    assert distinct_n([words], 1) == pytest.approx(3 / 5)          # the, cat, saw
+    assert distinct_n([words], 2) == pytest.approx(3 / 4)          # (the cat) repeats
+    assert distinct_n([["a", "b"], ["b", "a"]], 2) == 1.0           # no n-gram across sequences
+    assert distinct_n(["abab"], 2) == pytest.approx(2 / 3)          # a string is its characters
+    ids = torch.tensor([[1, 2, 1, 2], [1, 2, 3, 4]])
+    assert distinct_n(ids, 2) == pytest.approx(4 / 6)               # rows of a tensor, by value
+    assert distinct_n([[7] * 10], 1) == pytest.approx(0.1)          # a loop scores near 0
+    with pytest.raises(ValueError, match="no 3-grams"):
+        distinct_n([["a", "b"]], 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        distinct_n([words], 0)
