@@ -69,24 +69,37 @@ def make_pair(a: list[int], b: list[int], max_len: int) -> tuple[list[int], list
     return ids, segments
 
 
-def nsp_batch(sentences: list[list[int]], batch_size: int, max_len: int, rng: random.Random):
+def nsp_batch(sentences: list[list[int]], batch_size: int, max_len: int, rng: random.Random,
+              docs: list[int] | None = None):
     """A batch of sentence pairs for NSP: half true successors, half random sentences.
+
+    ``docs`` (optional, one document id per sentence) keeps every true pair
+    inside one document and draws the random sentences from *other*
+    documents, as happens by itself in BERT's corpus of millions of documents.
 
     Returns ``ids`` (B, max_len) padded with [PAD], ``segments`` (B, max_len) and
     ``is_next`` (B,) in {0, 1}.
     """
     if len(sentences) < 3:
         raise ValueError("need at least three sentences")
+    if docs is not None:
+        if len(docs) != len(sentences):
+            raise ValueError(f"docs has {len(docs)} ids for {len(sentences)} sentences; give one per sentence")
+        if len(set(docs)) < 2:
+            raise ValueError("docs must name at least two documents to draw random sentences from another one")
+        starts = [i for i in range(len(sentences) - 1) if docs[i] == docs[i + 1]]
+        if not starts:
+            raise ValueError("no two consecutive sentences share a document")
     ids = torch.full((batch_size, max_len), PAD, dtype=torch.long)
     segs = torch.zeros((batch_size, max_len), dtype=torch.long)
     is_next = torch.zeros(batch_size, dtype=torch.long)
     for row in range(batch_size):
-        i = rng.randrange(len(sentences) - 1)
+        i = rng.randrange(len(sentences) - 1) if docs is None else rng.choice(starts)
         if rng.random() < 0.5:
             b, label = sentences[i + 1], 1
         else:
             j = rng.randrange(len(sentences))
-            while j in (i, i + 1):
+            while j in (i, i + 1) or (docs is not None and docs[j] == docs[i]):
                 j = rng.randrange(len(sentences))
             b, label = sentences[j], 0
         pair, seg = make_pair(sentences[i], b, max_len)

@@ -61,3 +61,21 @@ def test_bert_shapes_padding_and_heads():
         Bert(cfg)(torch.zeros(1, 20, dtype=torch.long))
     with pytest.raises(ValueError):
         mask_tokens(ids, 30, mask_prob=0)
+
+
+def test_nsp_batch_with_documents_keeps_true_pairs_inside_and_draws_negatives_outside():
+    sentences = [[i + 4] * 3 for i in range(20)]          # sentence i is the token i + 4, three times
+    docs = [0] * 10 + [1] * 10
+    x, _, y = nsp_batch(sentences, 400, 12, random.Random(0), docs=docs)
+    assert 0.4 < y.float().mean().item() < 0.6
+    for row, label in zip(x, y):
+        a, b = row[1].item() - 4, row[5].item() - 4
+        if label:
+            assert b == a + 1 and docs[a] == docs[b]      # the true successor, never across documents
+        else:
+            assert docs[a] != docs[b]                      # a random sentence from the other document
+    assert 9 not in {row[1].item() - 4 for row in x}      # the last sentence of a document starts no pair
+    with pytest.raises(ValueError, match="one per sentence"):
+        nsp_batch(sentences, 4, 12, random.Random(0), docs=[0] * 19)
+    with pytest.raises(ValueError, match="at least two documents"):
+        nsp_batch(sentences, 4, 12, random.Random(0), docs=[0] * 20)
