@@ -21,6 +21,9 @@ from here. One module per idea:
     finetune    a GPT with a classification head, and labelled data from the corpus
     bert        BERT: masked LM, next-sentence prediction, a classifier head
     zoo         the book's shared trained models (load-or-train recipes)
+    gan         GAN and WGAN-GP losses, MLP and DCGAN models, the alternating step, mode coverage
+    stylegan    StyleGAN in miniature: mapping network, AdaIN, noise, style mixing
+    vae         the VAE and beta-VAE: reparameterisation, Gaussian KL, the ELBO
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed
