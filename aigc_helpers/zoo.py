@@ -89,8 +89,8 @@ def shakespeare_gpt_setup() -> tuple[GPTConfig, LMRecipe]:
     # 1.87 vs 2.01 nats/char).
     config = GPTConfig(vocab_size=vocab, block_size=budget(64, 256), n_layer=budget(2, 6), n_head=budget(4, 6),
                        n_embd=budget(128, 384), dropout=budget(0.0, 0.2))
-    recipe = LMRecipe(steps=budget(450, 5000), batch_size=budget(32, 64), lr=budget(3e-3, 1e-3),
-                      lr_min=budget(3e-4, 1e-4), warmup=budget(50, 200), eval_every=budget(225, 500),
+    recipe = LMRecipe(steps=budget(450, 5000), batch_size=budget(32, 64), lr=budget(6e-3, 1e-3),
+                      lr_min=budget(6e-4, 1e-4), warmup=budget(50, 200), eval_every=budget(225, 500),
                       eval_batches=budget(10, 20))
     return config, recipe
 
