@@ -25,6 +25,25 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def tile(images, nrow: int, *, pad: int = 1, fill: float = 1.0, border: bool = False) -> np.ndarray:
+    """Tile images ``(N, C, h, w)`` into one array ``(C, H, W)``, ``nrow`` images per row.
+
+    ``pad`` pixels of value ``fill`` separate the images (and surround them with ``border``).
+    """
+    x = _np(images)
+    if x.ndim != 4:
+        raise ValueError(f"expected images of shape (N, C, h, w), got {x.shape}")
+    n, c, h, w = x.shape
+    rows = int(np.ceil(n / nrow))
+    edge = pad if border else 0
+    out = np.full((c, rows * (h + pad) - pad + 2 * edge, nrow * (w + pad) - pad + 2 * edge), fill, dtype=np.float32)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        top, left = edge + r * (h + pad), edge + k * (w + pad)
+        out[:, top: top + h, left: left + w] = x[i]
+    return out
+
+
 def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] | None = None,
                ax=None, cmap: str = "gray", scale: float = 1.0):
     """Show ``images`` ``(N, C, H, W)`` with values in [0, 1] as a grid, optionally captioned."""
@@ -48,11 +67,7 @@ def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] 
         if title:
             fig.suptitle(title)
         return axes
-    pad = 1
-    grid = np.ones((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = x[i]
+    grid = tile(x, ncol, pad=1, fill=1.0, border=True)          # (C, H', W')
     ax = _ax(ax, figsize=(scale * 0.6 * ncol + 1, scale * 0.6 * nrows + 0.6))
     img = grid[0] if c == 1 else grid.transpose(1, 2, 0)
     ax.imshow(np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)
