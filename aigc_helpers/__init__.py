@@ -18,6 +18,7 @@ from here. One module per idea:
     gpt         a GPT (decoder-only Transformer) with generate()
     decoding    greedy, beam search, temperature, top-k, top-p
     rnn         the GRU character generator, the GPT's baseline
+    optim       Muon: orthogonalised momentum updates for weight matrices, AdamW for the rest
     finetune    a GPT with a classification head, and labelled data from the corpus
     bert        BERT: masked LM, next-sentence prediction, a classifier head
     zoo         the book's shared trained models (load-or-train recipes)

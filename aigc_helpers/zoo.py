@@ -64,12 +64,17 @@ def estimate_loss(model: torch.nn.Module, data: TextData, block_size: int, batch
 
 
 def train_lm(model: torch.nn.Module, data: TextData, block_size: int, recipe: LMRecipe, *,
-             device=None, desc: str = "training", progress: bool = True) -> History:
-    """Train a character language model on ``data`` with ``recipe``; evaluates train/val loss."""
+             device=None, desc: str = "training", progress: bool = True,
+             optimizer: torch.optim.Optimizer | None = None) -> History:
+    """Train a character language model on ``data`` with ``recipe``; evaluates train/val loss.
+
+    The optimizer is AdamW with the recipe's settings unless ``optimizer`` is given; the
+    recipe's schedule then scales each of its parameter groups' learning rates.
+    """
     g = torch.Generator().manual_seed(recipe.seed)
-    if hasattr(model, "configure_optimizer"):
+    if optimizer is None and hasattr(model, "configure_optimizer"):
         optimizer = model.configure_optimizer(recipe.lr, recipe.weight_decay, recipe.betas)
-    else:
+    elif optimizer is None:
         kw = dict(lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
         try:   # the fused kernel (PyTorch >= 2.4) is faster on CPU and GPU
             optimizer = torch.optim.AdamW(model.parameters(), fused=True, **kw)
