@@ -65,11 +65,13 @@ def estimate_loss(model: torch.nn.Module, data: TextData, block_size: int, batch
 
 def train_lm(model: torch.nn.Module, data: TextData, block_size: int, recipe: LMRecipe, *,
              device=None, desc: str = "training", progress: bool = True,
-             optimizer: torch.optim.Optimizer | None = None) -> History:
+             optimizer: torch.optim.Optimizer | None = None, eval_fn=None) -> History:
     """Train a character language model on ``data`` with ``recipe``; evaluates train/val loss.
 
     The optimizer is AdamW with the recipe's settings unless ``optimizer`` is given; the
-    recipe's schedule then scales each of its parameter groups' learning rates.
+    recipe's schedule then scales each of its parameter groups' learning rates. Every
+    ``recipe.eval_every`` steps ``eval_fn(model) -> {name: value}`` is recorded in the
+    history; by default it is :func:`estimate_loss` on ``recipe.eval_batches`` batches.
     """
     g = torch.Generator().manual_seed(recipe.seed)
     if optimizer is None and hasattr(model, "configure_optimizer"):
@@ -82,7 +84,7 @@ def train_lm(model: torch.nn.Module, data: TextData, block_size: int, recipe: LM
             optimizer = torch.optim.AdamW(model.parameters(), **kw)
     return train(model, lambda: data.batch("train", block_size, recipe.batch_size, generator=g), recipe.steps,
                  optimizer=optimizer, grad_clip=recipe.grad_clip, warmup=recipe.warmup, lr_min=recipe.lr_min,
-                 lr=recipe.lr, eval_fn=lambda m: estimate_loss(m, data, block_size, batches=recipe.eval_batches),
+                 lr=recipe.lr, eval_fn=eval_fn or (lambda m: estimate_loss(m, data, block_size, batches=recipe.eval_batches)),
                  eval_every=recipe.eval_every, device=device, desc=desc, progress=progress)
 
 
