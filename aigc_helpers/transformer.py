@@ -100,7 +100,7 @@ class DecoderBlock(nn.Module):
 class Seq2SeqConfig:
     src_vocab: int = 16
     tgt_vocab: int = 16
-    max_len: int = 32          # longest sequence (the 2017 paper: 512 tokens of BPE)
+    max_len: int = 32          # longest sequence (the 2017 paper fixes none: sinusoids extend to any length)
     d_model: int = 64          # 512
     n_head: int = 4            # 8
     n_layer: int = 2           # 6 encoder + 6 decoder layers
