@@ -135,6 +135,11 @@ def test_fit_is_maximum_likelihood_and_matches_sklearn_qda():
     x, y = _truth().sample(400, generator=torch.Generator().manual_seed(0))
     model = GaussianClassConditional(reg=0.0).fit(x, y)
     qda = QuadraticDiscriminantAnalysis(store_covariance=True).fit(x.numpy(), y.numpy())
+    counts = torch.bincount(y, minlength=2).double()
+    np.testing.assert_allclose(model.priors.numpy(), (counts / len(y)).numpy())   # pi_k = N_k / N
+    np.testing.assert_allclose(model.priors.numpy(), qda.priors_, atol=1e-12)
+    np.testing.assert_allclose(model.means.numpy(), qda.means_, atol=1e-6)
+    assert abs(model.priors[1].item() - 0.7) < 0.1                               # the truth's unequal priors
     for k in range(2):   # the ML estimate divides by N_k (numpy's bias=True), not N_k - 1
         np.testing.assert_allclose(model.covs[k].numpy(), np.cov(x[y == k].numpy().T, bias=True), atol=1e-6)
     # with sklearn's covariances plugged in, Bayes' rule must reproduce its probabilities exactly

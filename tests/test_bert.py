@@ -23,6 +23,18 @@ def test_mlm_masking_proportions():
     assert torch.equal(inputs[~picked], ids[~picked])
 
 
+def test_random_replacements_are_never_special_tokens():
+    """A picked token becomes [MASK], stays, or becomes a random ordinary token (id >= 4), never [PAD]/[CLS]/[SEP]."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, 50, (400, 250), generator=g)
+    inputs, labels = mask_tokens(ids, 50, generator=g)
+    picked = labels != -100
+    replaced = inputs[picked & (inputs != MASK) & (inputs != ids)]
+    assert len(replaced) > 1000                                   # about 10 % of 15,000 picked tokens
+    assert replaced.min() >= 4 and replaced.max() < 50
+    assert len(replaced.unique()) == 46                           # every ordinary token can be drawn
+
+
 def test_special_tokens_are_never_masked():
     ids = torch.tensor([[CLS, 5, 6, SEP, 7, SEP, PAD, PAD]] * 200)
     _, labels = mask_tokens(ids, 20, mask_prob=0.5, generator=torch.Generator().manual_seed(0))

@@ -1,3 +1,6 @@
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +15,15 @@ def test_set_seed_makes_runs_repeat():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     set_seed(4)
     assert not torch.equal(torch.randn(5), a[0])
+
+
+def test_set_seed_seeds_python_and_numpy_too():
+    """set_seed also restarts Python's random and NumPy's global generator."""
+    set_seed(5)
+    a = random.random(), np.random.rand(3)
+    set_seed(5)
+    b = random.random(), np.random.rand(3)
+    assert a[0] == b[0] and np.array_equal(a[1], b[1])
 
 
 def test_set_seed_rejects_bad_seed():

@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import http.server
+import math
 import threading
 from functools import partial
 
@@ -126,10 +127,20 @@ def test_toy_2d(name):
     assert torch.equal(x, data.toy_2d(name, 500, generator=g2)[0])
 
 
+def test_swissroll_labels_split_the_spiral_into_inner_and_outer_halves():
+    """Label 1 is the outer half of the spiral: angle t > 3 pi, i.e. radius t / 5 > 3 pi / 5 without noise."""
+    x, labels = data.toy_2d("swissroll", 2000, noise=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(labels, (x.norm(dim=1) > 3 * math.pi / 5).long())
+    assert labels.float().mean().item() == pytest.approx(0.5, abs=0.05)   # t is uniform on [1.5 pi, 4.5 pi]
+
+
 def test_ring_points_sit_near_their_centres():
     x, labels = data.toy_2d("ring", 2000, generator=torch.Generator().manual_seed(0))
     centres = data.ring_centers()
     assert (x - centres[labels]).norm(dim=1).max() < 0.05 * 6
+    assert (x - centres[labels]).std().item() == pytest.approx(0.05, abs=0.003)   # the documented std 0.05
+    exact, exact_labels = data.toy_2d("ring", 10, noise=0.0)
+    assert torch.equal(exact, centres[exact_labels])                              # noise=0: on the centres
     with pytest.raises(ValueError, match="unknown toy"):
         data.toy_2d("spiral")
 

@@ -38,6 +38,17 @@ def test_temperature_and_greedy():
     assert set(draws.flatten().tolist()) <= {0, 1}
 
 
+@pytest.mark.parametrize("T", [0.5, 2.0])
+def test_sampling_frequencies_follow_softmax_of_logits_over_temperature(T):
+    """sample_next at temperature T draws token i with probability softmax(logits / T)_i."""
+    n = 20000                                                  # sd of each frequency <= 0.0036
+    draws = sample_next(LOGITS.expand(n, -1), T, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).float() / n
+    want = (LOGITS[0] / T).softmax(-1)                         # T=0.5: p^2 renormalised, T=2: sqrt(p)
+    assert torch.allclose(freq, want, atol=0.015)
+    assert (want - LOGITS.softmax(-1)[0]).abs().max() > 0.15   # far from the T=1 distribution
+
+
 @pytest.mark.parametrize("kw", [dict(temperature=-1), dict(top_k=0), dict(top_p=0.0), dict(top_p=1.5)])
 def test_invalid_settings_raise(kw):
     with pytest.raises(ValueError):

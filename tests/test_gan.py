@@ -176,6 +176,53 @@ def test_gan_step_learns_a_shift():
     assert abs(G.sample(1000).mean().item() - 3) < 0.5
 
 
+@pytest.mark.parametrize("loss, kw", [("minimax", {}),
+                                      ("wgan-gp", dict(n_critic=3, gp_weight=0.3, betas=(0.5, 0.9)))])
+def test_minimax_and_wgan_gp_steps_learn_a_shift(loss, kw):
+    """The saturating and the WGAN-GP losses also move G's samples from near 0 onto the data's mean +3."""
+    set_seed(0)
+    cfg = GANConfig(data_dim=1, z_dim=1, hidden=8, n_layers=1)
+    G, D = MLPGenerator(cfg), MLPDiscriminator(cfg)
+    start = G.sample(1000).mean().item()
+    step = make_gan_step(G, D, loss=loss, lr_g=1e-2, lr_d=1e-2, **kw)
+    g = torch.Generator().manual_seed(0)
+    train(GANPair(G, D), lambda: 3 + 0.5 * torch.randn(64, 1, generator=g), 150,
+          step_fn=step, progress=False, device="cpu")
+    assert abs(start - 3) > 2
+    assert abs(G.sample(1000).mean().item() - 3) < 1     # measured over seeds 0-5: within 0.65
+
+
+def test_step_makes_n_critic_critic_updates_per_generator_update():
+    """One call of the step function is n_critic Adam steps of D and one of G."""
+    set_seed(0)
+    cfg = GANConfig(hidden=16, n_layers=2)
+    G, D = MLPGenerator(cfg), MLPDiscriminator(cfg)
+    step = make_gan_step(G, D, loss="wgan-gp", n_critic=3)
+    x = toy_2d("ring", 64)[0]
+    for calls in (1, 2):
+        step(x, calls - 1)
+        assert all(step.opt_d.state[p]["step"].item() == 3 * calls for p in D.parameters())
+        assert all(step.opt_g.state[p]["step"].item() == calls for p in G.parameters())
+
+
+def test_decay_steps_lowers_both_learning_rates_linearly_to_zero():
+    """With decay_steps=4, call c (from 0) runs at lr * max(0, 1 - c/4): 1, 3/4, 1/2, 1/4, 0, 0."""
+    set_seed(0)
+    cfg = GANConfig(hidden=16, n_layers=2)
+    G, D = MLPGenerator(cfg), MLPDiscriminator(cfg)
+    step = make_gan_step(G, D, lr_g=1e-2, lr_d=2e-2, decay_steps=4)
+    x = toy_2d("ring", 64)[0]
+    lrs = []
+    for c in range(6):
+        step(x, c)
+        lrs.append([step.opt_g.param_groups[0]["lr"], step.opt_d.param_groups[0]["lr"]])
+    scales = torch.tensor([1, 0.75, 0.5, 0.25, 0, 0], dtype=torch.float64)
+    assert torch.allclose(torch.tensor(lrs, dtype=torch.float64), scales[:, None] * torch.tensor([1e-2, 2e-2]))
+    last = [p.detach().clone() for p in G.parameters()]
+    step(x, 6)                                            # lr 0: the generator no longer moves
+    assert all(torch.equal(a, b) for a, b in zip(last, G.parameters()))
+
+
 def test_wgan_gp_step_logs():
     set_seed(0)
     cfg = GANConfig(hidden=16, n_layers=2)

@@ -62,6 +62,19 @@ def test_generate_length_cropping_and_errors():
         m(long_prompt)
 
 
+def test_generate_sees_only_the_last_block_size_tokens():
+    """A long prompt continues exactly as its last block_size tokens do; earlier tokens have no effect."""
+    set_seed(0)
+    m = GPT(CFG)
+    long_prompt = torch.randint(0, 11, (1, 40)).expand(200, -1)    # 200 sampled continuations
+    draw = lambda prompt, n: m.generate(prompt, n, generator=torch.Generator().manual_seed(0))[:, -n:]
+    a = draw(long_prompt, 6)
+    assert torch.equal(a, draw(long_prompt[:, -16:], 6)) and len(set(a.flatten().tolist())) > 1
+    changed = long_prompt.clone()
+    changed[:, :24] = (changed[:, :24] + 1) % 11                   # only tokens outside the window differ
+    assert torch.equal(draw(changed, 1), a[:, :1])
+
+
 def test_gru_face_and_generate():
     set_seed(0)
     m = GRULM(GRUConfig(vocab_size=11, embed_dim=8, hidden_dim=16))

@@ -126,6 +126,19 @@ def test_digits_judge_tells_noise_from_digits(digits_judge):
         digits_judge.fid_floor(n=1000)
 
 
+def test_coverage_counts_the_classes_that_get_a_fair_share(digits_judge):
+    """A set of only 3s covers 1 class in 10, 3s and 7s cover 2; a class needs fair_share * N / K predictions."""
+    from aigc_helpers.data import load_digits
+
+    test = load_digits("test")
+    threes = test.x[test.y == 3]
+    assert digits_judge.score(threes)["coverage"] == pytest.approx(0.1)
+    assert digits_judge.score(torch.cat([threes, test.x[test.y == 7]]))["coverage"] == pytest.approx(0.2)
+    s = digits_judge.score(test.x, fair_share=1.1)                  # a class needs >= 1.1 * 449 / 10 = 49.4
+    want = sum(c >= 1.1 * len(test) / 10 for c in s["class_counts"]) / 10
+    assert 0 < want < 1 and s["coverage"] == pytest.approx(want)
+
+
 def test_judge_cache_returns_the_same_weights(digits_judge, monkeypatch):
     import aigc_helpers.metrics as metrics
 

@@ -53,6 +53,23 @@ def test_muon_update_of_a_matrix_is_orthogonal():
     assert s.min() > 0.6 and s.max() < 1.25
 
 
+def test_muon_two_steps_follow_the_nesterov_momentum_formula():
+    """buf = mu buf + g;  w = (1 - lr wd) w - lr sqrt(max(1, rows/cols)) orthogonalize(g + mu buf)."""
+    g = torch.Generator().manual_seed(0)
+    w0, g1, g2 = (torch.randn(6, 4, generator=g) for _ in range(3))
+    lr, mu, wd, scale = 0.1, 0.9, 0.1, (6 / 4) ** 0.5
+    w = nn.Parameter(w0.clone())
+    opt = Muon([dict(params=[w], muon=True, lr=lr, momentum=mu, weight_decay=wd)])
+    want, buf = w0.clone(), torch.zeros(6, 4)
+    for grad in (g1, g2):
+        w.grad = grad.clone()
+        opt.step()
+        buf = mu * buf + grad
+        want = (1 - lr * wd) * want - lr * scale * orthogonalize(grad + mu * buf)
+    torch.testing.assert_close(opt.state[w]["momentum"], mu * g1 + g2)
+    torch.testing.assert_close(w.detach(), want)
+
+
 def test_muon_rejects_vectors_in_muon_groups():
     with pytest.raises(ValueError, match="2-D"):
         Muon([dict(params=[nn.Parameter(torch.zeros(3))], muon=True)])

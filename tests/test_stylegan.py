@@ -89,6 +89,15 @@ def test_sample_shape_range_determinism(gen):
     assert t.shape == (5, 1, 16, 16)
 
 
+def test_truncation_zero_maps_every_sample_to_the_mean_image(gen):
+    """With psi = 0 every w is w_avg; with the noise scales at their initial 0 all samples are one image."""
+    assert all(torch.equal(layer.noise.scale, torch.zeros_like(layer.noise.scale)) for layer in gen.layers)
+    t = gen.sample(5, generator=torch.Generator().manual_seed(3), truncation=0.0)
+    assert torch.allclose(t, t[:1].expand_as(t), atol=1e-6)
+    x = gen.sample(5, generator=torch.Generator().manual_seed(3))
+    assert (x - x[:1]).abs().max() > 1e-3                                 # without truncation they differ
+
+
 def test_synthesize_fixed_noise_is_deterministic_and_noise_matters(gen):
     with torch.no_grad():
         for layer in gen.layers:
@@ -180,3 +189,39 @@ def test_one_training_step_changes_both_networks(gen):
     assert any(not torch.equal(a, b) for a, b in zip(before_g, gen.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, disc.parameters()))
     assert abs(logs["d_loss"] - 2 * 0.6931) < 0.3    # near log 4 for an undecided discriminator
+
+
+def test_mapping_network_learns_mapping_lr_mult_times_more_slowly(gen):
+    """Adam's first step moves each weight by about its lr: lr for synthesis, lr * 0.1 for the mapping net."""
+    torch.manual_seed(0)
+    step = make_stylegan_step(gen, SmallDiscriminator(16, 1, width=8), lr=1e-2,
+                              generator=torch.Generator().manual_seed(0))
+    mapping = list(gen.mapping.parameters())
+    rest = [p for p in gen.parameters() if all(p is not q for q in mapping)]
+    before = [p.detach().clone() for p in mapping + rest]
+    step(torch.rand(8, 1, 16, 16), 0)
+    moves = [(p.detach() - b).abs().max().item() for p, b in zip(mapping + rest, before)]
+    assert SMALL.mapping_lr_mult == 0.1
+    assert max(moves[:len(mapping)]) == pytest.approx(1e-3, rel=0.01)
+    assert max(moves[len(mapping):]) == pytest.approx(1e-2, rel=0.01)
+
+
+def test_style_mixing_regularisation_mixes_a_mixing_prob_share_of_fakes(gen):
+    """Each fake gets a crossover in [1, L-1] with probability mixing_prob, else none (crossover L)."""
+    crossovers = []
+    mix_ws = gen.mix_ws
+
+    def spy(w1, w2, crossover):
+        crossovers.append(crossover.clone())
+        return mix_ws(w1, w2, crossover)
+
+    gen.mix_ws = spy
+    step = make_stylegan_step(gen, SmallDiscriminator(16, 1, width=8), mixing_prob=0.3,
+                              generator=torch.Generator().manual_seed(0))
+    for i in range(4):
+        step(torch.rand(64, 1, 16, 16), i)
+    c = torch.cat(crossovers)                                            # 4 steps x 2 fake batches x 64
+    L = gen.n_layers
+    assert len(c) == 512 and c.min() >= 1 and c.max() <= L
+    assert (c < L).float().mean().item() == pytest.approx(0.3, abs=0.07)   # sd of the share: 0.02
+    assert set((c[c < L]).tolist()) == set(range(1, L))

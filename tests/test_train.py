@@ -56,9 +56,14 @@ def test_train_accepts_a_dataloader_and_restarts_it():
 def test_custom_loss_fn_and_step_fn():
     model = Regressor()
     g = torch.Generator().manual_seed(0)
-    h = train(model, lambda: make_batch(g), 5, loss_fn=lambda m, b: m(*b)[1] * 0 + 1.0 * m(*b)[1],
-              device="cpu", progress=False)
-    assert len(h.loss) == 5
+    seen = []
+
+    def double_mse(m, b):                       # a loss the default could never return
+        seen.append(m(*b)[1].item())
+        return 2 * m(*b)[1]
+
+    h = train(model, lambda: make_batch(g), 5, loss_fn=double_mse, device="cpu", progress=False)
+    assert len(seen) == 5 and h.loss == pytest.approx([2 * v for v in seen])
     calls = []
     h = train(model, lambda: make_batch(g), 3, step_fn=lambda b, s: calls.append(s) or {"loss": s, "d": 2 * s},
               device="cpu", progress=False)

@@ -35,8 +35,11 @@ def test_seq2seq_shapes_loss_and_padding():
     m = Seq2SeqTransformer(Seq2SeqConfig(src_vocab=10, tgt_vocab=12, max_len=16, d_model=32, n_head=2, n_layer=1, d_ff=64))
     src = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
     tgt = torch.tensor([[1, 5, 4], [1, 7, 6]])
-    logits, loss = m(src, tgt, torch.tensor([[5, 4, 3], [7, 6, 0]]))
+    targets = torch.tensor([[5, 4, 3], [7, 6, 0]])
+    logits, loss = m(src, tgt, targets)
     assert logits.shape == (2, 3, 12) and loss.item() > 0
+    keep = targets != 0                                      # the loss averages over the 5 non-pad targets
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits[keep], targets[keep]).item(), abs=1e-6)
     # padding in the source does not change the output
     wider = torch.cat([src, torch.zeros(2, 3, dtype=torch.long)], 1)
     assert torch.allclose(m(wider, tgt)[0], logits, atol=1e-5)

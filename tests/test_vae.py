@@ -131,6 +131,20 @@ def test_elbo_terms_match_the_formula_on_a_random_model():
     assert torch.allclose(out.loss, recon + 0.5 * kl) and torch.allclose(out.elbo, -(recon + kl))
 
 
+def test_multi_sample_recon_averages_over_all_draws():
+    """With n_samples=L, recon is the mean over L draws of z per image, drawn as L stacked batches."""
+    set_seed(0)
+    model = VAE(small_config())
+    x = torch.rand(5, 1, 4, 4)
+    out = vae_loss(model, x, n_samples=4, generator=torch.Generator().manual_seed(3))
+    mu, logvar = model.encode(x)
+    z = reparameterize(mu.repeat(4, 1), logvar.repeat(4, 1), torch.Generator().manual_seed(3))   # (4*5, d)
+    nll = binomial_nll(model.decode_logits(z), x.repeat(4, 1, 1, 1), model.config.pixel_trials)  # (4*5,)
+    per_draw = nll.view(4, 5).mean(1)                                   # (4,) one batch mean per draw
+    assert per_draw.std() > 0.01                                        # the draws differ...
+    assert torch.allclose(out.recon, per_draw.mean())                   # ...and all of them count
+
+
 def test_sample_shape_range_and_determinism():
     set_seed(0)
     model = VAE(VAEConfig(in_channels=3, image_size=4, hidden=16, latent_dim=2))
