@@ -8,6 +8,7 @@ every language model of the book, ``model(idx, targets=None) -> (logits, loss)``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,22 @@ class GRUConfig:
     hidden_dim: int = 256      # the source article's example: 128
     n_layer: int = 1
     dropout: float = 0.0
+
+
+def hidden_dim_for(n_params: int, vocab_size: int, embed_dim: int, multiple: int = 8) -> int:
+    """The hidden size that gives a one-layer :class:`GRULM` about ``n_params`` parameters.
+
+    Such a GRU has ``3 (E H + H^2 + 2 H)`` parameters in its three gates, ``V E`` in the
+    embedding and ``H V + V`` in the output layer; this solves ``3 H^2 + b H + c = 0`` for
+    ``H`` and rounds it to a multiple of ``multiple`` (CPU kernels are faster on such sizes).
+    """
+    E, V = embed_dim, vocab_size
+    b, c = 3 * E + 6 + V, V * E + V - n_params
+    if c >= 0:
+        raise ValueError(f"{n_params:,} parameters do not even cover the embedding and output bias "
+                         f"({V * E + V:,} for vocab_size={V}, embed_dim={E})")
+    h = (-b + math.sqrt(b * b - 12 * c)) / 6
+    return max(multiple, multiple * round(h / multiple))
 
 
 class GRULM(nn.Module):

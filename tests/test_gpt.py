@@ -3,7 +3,7 @@ import torch
 
 from aigc_helpers import set_seed
 from aigc_helpers.gpt import GPT, GPTConfig
-from aigc_helpers.rnn import GRUConfig, GRULM
+from aigc_helpers.rnn import GRUConfig, GRULM, hidden_dim_for
 
 CFG = GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -88,6 +88,18 @@ def test_gru_face_and_generate():
     assert torch.equal(full[:, 2:], out[:, 3:])
     with pytest.raises(ValueError):
         m.generate(torch.zeros(1, 0, dtype=torch.long), 2)
+
+
+def test_hidden_dim_for_matches_the_parameter_count():
+    count = lambda h: sum(p.numel() for p in GRULM(GRUConfig(vocab_size=84, embed_dim=64, hidden_dim=h)).parameters())
+    for target in (60_000, 415_744, 1_820_544):
+        h = hidden_dim_for(target, 84, 64)
+        assert h % 8 == 0
+        # the closest multiple of 8: one step either way is further from the target
+        assert abs(count(h) - target) <= min(abs(count(h - 8) - target), abs(count(h + 8) - target))
+    assert hidden_dim_for(415_744, 84, 64, multiple=1) == 326   # 3 H^2 + 282 H + 5,460 = 415,744 at H = 325.8
+    with pytest.raises(ValueError, match="do not even cover"):
+        hidden_dim_for(1_000, 84, 64)
 
 
 def test_attention_maps_use_from_scratch_attention_and_match_the_fused_model():

@@ -33,3 +33,28 @@ def test_train_lm_records_a_custom_eval_fn():
     assert set(h.evals) == {"wte_norm"} and len(h.evals["wte_norm"]) == len(h.eval_steps) >= 2
     assert calls and not any(calls)                                   # evaluated in eval mode
     assert torch.isfinite(torch.tensor(h.evals["wte_norm"])).all()
+
+
+def test_gpt_vs_gru_benchmark_matches_parameters_and_time(monkeypatch, capsys):
+    import re
+    import runpy
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setattr(zoo, "shakespeare_data", lambda: DATA)
+    script = Path(__file__).parents[1] / "benchmarks" / "gpt_vs_gru.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--n-layer", "1", "--n-embd", "64", "--n-head", "4", "--block", "16",
+                                      "--steps", "30", "--batch", "4", "--embed-dim", "8", "--timed", "3",
+                                      "--device", "cpu"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    rows = {m[0]: (int(m[1].replace(",", "")), int(m[2]), float(m[4]))
+            for m in re.findall(r"^(GPT|GRU)\s+([\d,]+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", out, re.M)}
+    (n_gpt, steps_gpt, loss_gpt), (n_gru, steps_gru, loss_gru) = rows["GPT"], rows["GRU"]
+    assert steps_gpt == 30 and steps_gru >= 1
+    assert abs(n_gru - n_gpt) / n_gpt < 0.1                  # about as many parameters
+    assert max(loss_gpt, loss_gru) < math.log(CFG.vocab_size)  # both learned something in 30 steps
+    verdict = re.search(r"GPT minus GRU: ([-+][\d.]+) nats/char \((GPT|GRU) ahead\)", out)
+    gap = float(verdict[1])
+    assert abs(gap - (loss_gpt - loss_gru)) <= 0.0011          # the two losses were rounded to 3 decimals
+    assert (verdict[2] == "GPT") == (gap < 0)
