@@ -15,7 +15,6 @@ batches, and are scored on the same validation batches.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 
 import torch
@@ -23,24 +22,13 @@ import torch
 from aigc_helpers import get_device, set_seed, zoo
 from aigc_helpers.gpt import GPT, GPTConfig
 from aigc_helpers.rnn import GRULM, GRUConfig, hidden_dim_for
+from aigc_helpers.train import train
 
 
 def seconds_per_step(model: torch.nn.Module, batches, device, steps: int, warmup: int = 3) -> float:
-    """Mean wall time of one AdamW training step (forward, backward, update) after ``warmup`` steps."""
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    for i in range(warmup + steps):
-        if i == warmup:
-            sync()
-            start = time.perf_counter()
-        x, y = (t.to(device) for t in batches())
-        loss = model(x, y)[1]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync()
-    return (time.perf_counter() - start) / steps
+    """Mean wall time of one training step of the book's loop, after ``warmup`` untimed steps."""
+    train(model, batches, warmup, progress=False, device=device)
+    return train(model, batches, steps, progress=False, device=device).seconds / steps   # .item() syncs a GPU
 
 
 def main() -> None:
