@@ -8,7 +8,8 @@ are tied to the token embedding. Called as ``model(idx, targets=None) ->
 
 Attention uses PyTorch's fused ``scaled_dot_product_attention``; the chapter on
 attention shows that :mod:`aigc_helpers.attention`'s from-scratch version
-computes the same numbers.
+computes the same numbers. ``generate`` keeps a KV cache: the keys and values
+of positions already seen, so each new token runs through the model alone.
 """
 
 from __future__ import annotations
@@ -47,17 +48,33 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
         self.resid_drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, return_weights: bool = False):
+    def forward(self, x: torch.Tensor, return_weights: bool = False, cache: list | None = None):
         """(B, T, C) -> (B, T, C); with ``return_weights`` also the (B, h, T, T) attention
-        weights, computed by the from-scratch :func:`~aigc_helpers.attention.scaled_dot_product_attention`."""
+        weights, computed by the from-scratch :func:`~aigc_helpers.attention.scaled_dot_product_attention`.
+
+        ``cache`` is this layer's KV cache: a list, empty at first, that holds ``[k, v]`` of the
+        positions seen so far. ``x`` is then the *next* positions: they attend to the cached
+        keys and values and to their own, and their keys and values are appended to the cache.
+        """
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)                           # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, h, T, d)
+        if cache is not None:
+            if return_weights:
+                raise ValueError("return_weights does not work with a cache")
+            if cache:                                                      # keys and values of earlier positions
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)  # (B, h, L, d)
+            cache[:] = [k, v]
+        L = k.shape[2]                                                     # positions attended to: cached + new
         if return_weights:
             y, w = scaled_dot_product_attention(q, k, v, causal_mask(T, x.device), return_weights=True)
-        else:
+        elif L == T:                                                       # no cache: the usual causal mask
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, h, T, d)
+        else:   # new query i sits at position L - T + i and may see keys 0 .. L - T + i
+            mask = None if T == 1 else torch.ones(T, L, dtype=torch.bool, device=x.device).tril(L - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)                             # concatenate heads
         y = self.resid_drop(self.c_proj(y))
         return (y, w) if return_weights else y
@@ -85,12 +102,12 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.n_embd, bias=c.bias)
         self.mlp = MLP(c)
 
-    def forward(self, x: torch.Tensor, return_weights: bool = False):
+    def forward(self, x: torch.Tensor, return_weights: bool = False, cache: list | None = None):
         if return_weights:
             a, w = self.attn(self.ln_1(x), return_weights=True)
             x = x + a
             return x + self.mlp(self.ln_2(x)), w
-        x = x + self.attn(self.ln_1(x))
+        x = x + self.attn(self.ln_1(x), cache=cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -126,16 +143,31 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def new_cache(self) -> list[list]:
+        """An empty KV cache for ``forward(idx, cache=...)``: one ``[k, v]`` list per block."""
+        return [[] for _ in self.blocks]
+
+    @staticmethod
+    def cache_length(cache: list[list] | None) -> int:
+        """How many positions a KV cache holds (0 for ``None`` or an empty cache)."""
+        return cache[0][0].shape[2] if cache and cache[0] else 0
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: list[list] | None = None):
+        """``idx`` (B, T) -> ``(logits (B, T, V), loss or None)``.
+
+        With a ``cache`` from :meth:`new_cache`, ``idx`` holds the tokens that come after the
+        cached positions; the cache grows by T positions.
+        """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence length {T} exceeds block_size={self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        past = self.cache_length(cache)                       # positions already in the cache
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence length {past + T} exceeds block_size={self.config.block_size}")
+        pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))          # (B, T, C)
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=None if cache is None else cache[i])
         x = self.ln_f(x)
         if targets is None:
             return self.lm_head(x), None                      # (B, T, V)
@@ -172,11 +204,17 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
         """Continue ``idx`` (B, T) by ``max_new_tokens`` tokens; returns (B, T + max_new_tokens).
 
         A context longer than ``block_size`` is cropped to its last ``block_size``
         tokens before each step. ``temperature=0`` is greedy decoding.
+
+        With ``use_cache`` the keys and values of the context are kept between steps, so
+        each step runs only the newest token through the model. That works while the
+        context fits in the window. Once it is longer, the window slides by one token
+        each step and every token's position, hence every key and value, changes: those
+        steps run the whole window again, as ``use_cache=False`` does at every step.
         """
         if idx.dim() != 2 or idx.shape[1] == 0:
             raise ValueError("the prompt must be a non-empty (B, T) tensor of token ids")
@@ -184,9 +222,15 @@ class GPT(nn.Module):
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         was_training = self.training
         self.eval()
+        cache = None
         for _ in range(max_new_tokens):
-            context = idx[:, -self.config.block_size:]                         # crop to the window
-            logits, _ = self(context)
+            if not use_cache or idx.shape[1] > self.config.block_size:
+                logits, _ = self(idx[:, -self.config.block_size:])              # the whole (cropped) window
+            elif cache is None:
+                cache = self.new_cache()
+                logits, _ = self(idx, cache=cache)                              # the prompt, filling the cache
+            else:
+                logits, _ = self(idx[:, -1:], cache=cache)                      # only the newest token
             next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B,)
             idx = torch.cat([idx, next_id[:, None]], dim=1)
         self.train(was_training)

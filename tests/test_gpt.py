@@ -75,6 +75,55 @@ def test_generate_sees_only_the_last_block_size_tokens():
     assert torch.equal(draw(changed, 1), a[:, :1])
 
 
+def test_kv_cache_gives_the_logits_of_the_full_forward():
+    """Feeding a sequence in pieces through the cache (a prompt, single tokens, a chunk of 3)
+    gives the logits of one forward pass over the whole sequence."""
+    set_seed(0)
+    m = GPT(CFG).eval()
+    idx = torch.randint(0, 11, (3, 16))
+    full = m(idx)[0]
+    cache = m.new_cache()
+    pieces = [(0, 5), (5, 6), (6, 7), (7, 10), (10, 11), (11, 16)]
+    with torch.no_grad():
+        out = torch.cat([m(idx[:, a:b], cache=cache)[0] for a, b in pieces], dim=1)
+    assert (out - full).abs().max() < 1e-5
+    assert GPT.cache_length(cache) == 16 and GPT.cache_length(m.new_cache()) == 0
+    assert cache[0][0].shape == (3, CFG.n_head, 16, CFG.n_embd // CFG.n_head)
+    with pytest.raises(ValueError, match="block_size"):            # the cache is full: no 17th position
+        m(idx[:, :1], cache=cache)
+    wrong = m.new_cache()
+    m(idx[:, :4], cache=wrong)
+    with torch.no_grad():                                          # a cache for other tokens gives other logits
+        assert (m(idx[:, 5:6], cache=wrong)[0][:, 0] - full[:, 5]).abs().max() > 1e-3
+
+
+def test_cached_generate_writes_what_uncached_generate_writes():
+    """Inside the window and past it (where the cache is given up), greedy and sampled."""
+    set_seed(0)
+    m = GPT(CFG)
+    for prompt in (torch.randint(0, 11, (4, 3)), torch.randint(0, 11, (2, 16)), torch.randint(0, 11, (2, 30))):
+        for kw in (dict(temperature=0), dict(temperature=1.0), dict(top_k=3), dict(top_p=0.9)):
+            a = m.generate(prompt, 40, generator=torch.Generator().manual_seed(0), **kw)
+            b = m.generate(prompt, 40, generator=torch.Generator().manual_seed(0), use_cache=False, **kw)
+            assert torch.equal(a, b), (prompt.shape, kw)
+    assert m.training                                              # generate restores the mode
+
+
+def test_generate_with_cache_runs_each_token_through_the_model_once():
+    """Count the positions the model processes: a prompt of 4 and 12 new tokens in a window
+    of 16 cost 4 + 11 positions with the cache and 4 + 5 + ... + 15 without it."""
+    set_seed(0)
+    m = GPT(CFG)
+    seen = []
+    hook = m.wte.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[1]))
+    m.generate(torch.zeros(1, 4, dtype=torch.long), 12)
+    cached, seen[:] = list(seen), []
+    m.generate(torch.zeros(1, 4, dtype=torch.long), 12, use_cache=False)
+    hook.remove()
+    assert cached == [4] + [1] * 11 and sum(cached) == 15
+    assert seen == list(range(4, 16)) and sum(seen) == 114
+
+
 def test_gru_face_and_generate():
     set_seed(0)
     m = GRULM(GRUConfig(vocab_size=11, embed_dim=8, hidden_dim=16))
