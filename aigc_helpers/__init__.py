@@ -3,7 +3,7 @@
 Every chapter of the book imports its models, data loaders and training loop
 from here. One module per idea:
 
-    core        seeds, device choice, the compute budget, the cache folder
+    core        seeds, device choice and timing, the compute budget, the cache folder
     data        offline-first text, image and toy 2-D data; a character tokenizer
     train       one training loop for every chapter; checkpoints; load-or-train cache
     plot        labelled image grids, loss curves, heat maps, decision boundaries
@@ -27,8 +27,9 @@ from here. One module per idea:
     vae         the VAE and beta-VAE: reparameterisation, Gaussian KL, the ELBO
 """
 
-from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed
+from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
 
 __version__ = "0.1.0"
 
-__all__ = ["BUDGET", "budget", "cache_dir", "get_device", "is_full_budget", "set_seed", "__version__"]
+__all__ = ["BUDGET", "budget", "cache_dir", "get_device", "is_full_budget", "set_seed", "synchronize",
+           "__version__"]

@@ -79,6 +79,19 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait until ``device`` has finished the work queued on it; a no-op on the CPU.
+
+    GPUs run operations asynchronously, so a clock read right after a call measures
+    only how long it took to *queue* the work. Call this before reading a clock.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def cache_dir(*parts: str) -> Path:
     """The folder where trained models and downloaded data are kept.
 

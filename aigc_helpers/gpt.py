@@ -68,7 +68,7 @@ class CausalSelfAttention(nn.Module):
         L = k.shape[2]                                                     # positions attended to: cached + new
         if return_weights:
             y, w = scaled_dot_product_attention(q, k, v, causal_mask(T, x.device), return_weights=True)
-        elif L == T:                                                       # no cache: the usual causal mask
+        elif L == T:                                                       # nothing cached before x: the usual causal mask
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, h, T, d)
         else:   # new query i sits at position L - T + i and may see keys 0 .. L - T + i

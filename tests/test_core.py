@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_helpers import budget, cache_dir, get_device, is_full_budget, set_seed
+from aigc_helpers import budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
 
 
 def test_set_seed_makes_runs_repeat():
@@ -54,3 +54,14 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path / "c"))
     p = cache_dir("models")
     assert p == tmp_path / "c" / "models" and p.is_dir()
+
+
+def test_synchronize_waits_only_on_accelerators(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("cuda", device)))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    synchronize("cpu")
+    assert calls == []
+    synchronize(torch.device("cuda", 0))
+    synchronize("mps")
+    assert calls == [("cuda", torch.device("cuda", 0)), ("mps", None)]

@@ -91,6 +91,8 @@ def test_kv_cache_gives_the_logits_of_the_full_forward():
     assert cache[0][0].shape == (3, CFG.n_head, 16, CFG.n_embd // CFG.n_head)
     with pytest.raises(ValueError, match="block_size"):            # the cache is full: no 17th position
         m(idx[:, :1], cache=cache)
+    with pytest.raises(ValueError, match="cache"):
+        m.blocks[0].attn(torch.zeros(1, 2, CFG.n_embd), return_weights=True, cache=[])
     wrong = m.new_cache()
     m(idx[:, :4], cache=wrong)
     with torch.no_grad():                                          # a cache for other tokens gives other logits
