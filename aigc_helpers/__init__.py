@@ -25,6 +25,8 @@ from here. One module per idea:
     gan         GAN and WGAN-GP losses, MLP and DCGAN models, the alternating step, mode coverage
     stylegan    StyleGAN in miniature: mapping network, AdaIN, noise, style mixing
     vae         the VAE and beta-VAE: reparameterisation, Gaussian KL, the ELBO
+    diffusion   DDPM: noise schedules, the forward jump, the Gaussian posterior, training and sampling
+    unet        the denoisers: step embedding, an MLP for points, a small U-Net for images
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize

@@ -1,0 +1,241 @@
+"""Denoising diffusion probabilistic models (DDPM; Ho et al., 2020).
+
+The forward process adds a little Gaussian noise at each of T steps,
+
+    q(x_t | x_{t-1}) = N( sqrt(1 - beta_t) x_{t-1}, beta_t I ),
+
+until nothing of the data is left. With alpha_t = 1 - beta_t and
+alpha_bar_t = alpha_1 * ... * alpha_t, any step can be reached in one jump:
+
+    q(x_t | x_0) = N( sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I ),
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I).
+
+A network eps_theta(x_t, t) learns to tell the noise eps from x_t (the "simple"
+loss, a mean squared error), and sampling runs the chain backwards from pure
+noise: each step estimates x_0, then draws x_{t-1} from the Gaussian posterior
+q(x_{t-1} | x_t, x_0) with that estimate plugged in.
+
+Reading order: ``linear_betas`` and ``cosine_betas`` (two noise schedules),
+``NoiseSchedule`` (the closed-form jump, the posterior, x_0 from the noise),
+``DDPM`` (a denoiser network plus a schedule: ``loss`` to train, ``sample``
+to generate) and ``ddpm_loss_fn`` (the loss in the face of the book's
+``train`` loop).
+
+Indexing: the papers count steps 1..T; the code counts 0..T-1, so
+``alpha_bars[0]`` is alpha_bar_1 and ``t = T - 1`` is the last, noisiest step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """Ho et al.'s schedule: beta grows linearly from ``beta_start`` to ``beta_end`` over T steps.
+
+    Their values (1e-4, 0.02) are meant for T = 1000; for another T they are
+    rescaled by 1000 / T so that the total amount of noise stays about the same.
+    """
+    if T < 1:
+        raise ValueError(f"T must be at least 1, got {T}")
+    scale = 1000 / T
+    return torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), T, dtype=torch.float64).float()
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol and Dhariwal's (2021) schedule: alpha_bar(t) = cos^2( (t/T + s) / (1 + s) * pi/2 ), normalised.
+
+    It destroys information more evenly over the steps than the linear schedule,
+    which wastes many of its last steps on images that are already pure noise.
+    """
+    if T < 1:
+        raise ValueError(f"T must be at least 1, got {T}")
+    steps = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]                                                  # (T+1,), alpha_bar(0) = 1
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta).float()
+
+
+def _expand(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-example values ``v (B,)`` shaped to broadcast against ``x (B, ...)``."""
+    return v.view(-1, *([1] * (x.dim() - 1)))
+
+
+class NoiseSchedule(nn.Module):
+    """The numbers of a diffusion process: betas, alphas and alpha_bars, and what follows from them.
+
+    A module only so that its tensors follow ``.to(device)`` (they are buffers, not parameters).
+    """
+
+    def __init__(self, betas: torch.Tensor):
+        super().__init__()
+        betas = torch.as_tensor(betas, dtype=torch.float32)
+        if betas.dim() != 1 or len(betas) == 0:
+            raise ValueError(f"betas must be a non-empty 1-D tensor, got shape {tuple(betas.shape)}")
+        if not ((betas > 0) & (betas < 1)).all():
+            raise ValueError("every beta must lie strictly between 0 and 1")
+        alphas = 1 - betas
+        alpha_bars = torch.cumprod(alphas.double(), 0).float()
+        alpha_bars_prev = torch.cat([torch.ones(1), alpha_bars[:-1]])       # alpha_bar_{t-1}; 1 before step 1
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas", alphas)
+        self.register_buffer("alpha_bars", alpha_bars)
+        self.register_buffer("alpha_bars_prev", alpha_bars_prev)
+        # q(x_{t-1} | x_t, x_0) = N(coef_x0 * x_0 + coef_xt * x_t, posterior_var)   (Ho et al., eq. 6-7)
+        self.register_buffer("posterior_var", betas * (1 - alpha_bars_prev) / (1 - alpha_bars))
+        self.register_buffer("coef_x0", alpha_bars_prev.sqrt() * betas / (1 - alpha_bars))
+        self.register_buffer("coef_xt", alphas.sqrt() * (1 - alpha_bars_prev) / (1 - alpha_bars))
+
+    @classmethod
+    def linear(cls, T: int = 1000, **kw) -> "NoiseSchedule":
+        return cls(linear_betas(T, **kw))
+
+    @classmethod
+    def cosine(cls, T: int = 1000, **kw) -> "NoiseSchedule":
+        return cls(cosine_betas(T, **kw))
+
+    @property
+    def T(self) -> int:
+        return len(self.betas)
+
+    def _check_t(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, device=x.device).long()
+        if t.dim() == 0:
+            t = t.expand(len(x))
+        if t.shape != (len(x),):
+            raise ValueError(f"expected one step per example, shape ({len(x)},), got {tuple(t.shape)}")
+        if (t < 0).any() or (t >= self.T).any():
+            raise ValueError(f"steps must lie in 0..{self.T - 1} (T = {self.T}), "
+                             f"got values from {t.min().item()} to {t.max().item()}")
+        return t
+
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) of x_t, one per step: (T,)."""
+        return self.alpha_bars / (1 - self.alpha_bars)
+
+    def q_step(self, x_prev: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """One forward step x_{t-1} -> x_t: sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) noise."""
+        t = self._check_t(t, x_prev)
+        b = _expand(self.betas[t], x_prev)
+        return (1 - b).sqrt() * x_prev + b.sqrt() * noise
+
+    def q_sample(self, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """The jump x_0 -> x_t in closed form: sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise."""
+        t = self._check_t(t, x0)
+        ab = _expand(self.alpha_bars[t], x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def predict_x0(self, xt: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """Invert the jump: the x_0 that ``xt`` would come from if ``eps`` were its noise."""
+        t = self._check_t(t, xt)
+        ab = _expand(self.alpha_bars[t], xt)
+        return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(x_{t-1} | x_t, x_0), the Gaussian one step back; variance 0 at t = 0."""
+        t = self._check_t(t, xt)
+        mean = _expand(self.coef_x0[t], xt) * x0 + _expand(self.coef_xt[t], xt) * xt
+        return mean, _expand(self.posterior_var[t], xt)
+
+
+@dataclass
+class DDPMConfig:
+    T: int = 200                 # diffusion steps (Ho et al.: 1000)
+    schedule: str = "cosine"     # "linear" (Ho et al.) or "cosine" (Nichol and Dhariwal, 2021)
+    images: bool = True          # data are images in [0, 1]: trained on [-1, 1], x_0 estimates clipped there
+    sigma: str = "posterior"     # sampling noise: "posterior" (sigma^2 = beta-tilde_t) or "beta" (sigma^2 = beta_t)
+
+
+class DDPM(nn.Module):
+    """A denoiser ``net(x_t, t) -> eps`` with its noise schedule.
+
+    ``loss(x)`` is the training objective; ``sample(n)`` runs the reverse chain.
+    With ``config.images`` it has the book's image generator face:
+    ``sample(n, generator=None) -> (n, C, H, W)`` in [0, 1].
+    """
+
+    def __init__(self, net: nn.Module, data_shape: tuple[int, ...], config: DDPMConfig = DDPMConfig()):
+        super().__init__()
+        if config.schedule not in ("linear", "cosine"):
+            raise ValueError(f"schedule must be 'linear' or 'cosine', got {config.schedule!r}")
+        if config.sigma not in ("posterior", "beta"):
+            raise ValueError(f"sigma must be 'posterior' or 'beta', got {config.sigma!r}")
+        self.net = net
+        self.config = config
+        self.data_shape = tuple(data_shape)
+        self.schedule = getattr(NoiseSchedule, config.schedule)(config.T)
+
+    @property
+    def device(self) -> torch.device:
+        return self.schedule.betas.device
+
+    def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"expected data of shape (B, {', '.join(map(str, self.data_shape))}), "
+                             f"got {tuple(x.shape)}")
+        return x * 2 - 1 if self.config.images else x
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ho et al.'s simple loss: || eps - eps_theta(x_t, t) ||^2 at a random step t per example."""
+        x0 = self._to_model_space(x)
+        t = torch.randint(0, self.schedule.T, (len(x0),), device=x0.device, generator=generator)   # (B,)
+        eps = torch.randn(x0.shape, device=x0.device, generator=generator)                          # (B, ...)
+        xt = self.schedule.q_sample(x0, t, eps)
+        return F.mse_loss(self.net(xt, t), eps)
+
+    @torch.no_grad()
+    def denoise_step(self, xt: torch.Tensor, t: int, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One reverse step x_t -> x_{t-1}. Returns ``(x_{t-1}, x0_estimate)`` in model space."""
+        tt = torch.full((len(xt),), t, device=xt.device, dtype=torch.long)
+        eps = self.net(xt, tt)
+        x0 = self.schedule.predict_x0(xt, tt, eps)
+        if self.config.images:
+            x0 = x0.clamp(-1, 1)                                          # an image lives in [-1, 1]
+        mean, var = self.schedule.posterior(x0, xt, tt)
+        if t == 0:
+            return mean, x0                                               # the last step adds no noise
+        if self.config.sigma == "beta":
+            var = _expand(self.schedule.betas[tt], xt)
+        noise = torch.randn(xt.shape, device=xt.device, generator=generator)
+        return mean + var.sqrt() * noise, x0
+
+    @torch.no_grad()
+    def sample(self, n: int, labels=None, generator: torch.Generator | None = None,
+               return_path: bool = False, path_every: int | None = None):
+        """Draw ``n`` samples by running the chain from x_T ~ N(0, I) down to x_0.
+
+        With ``return_path`` it also returns the states along the way, every
+        ``path_every`` steps (default T // 10), as a list of ``(t, x_t, x0_estimate)``
+        in data space. ``labels`` is accepted for the image generator face and must be None.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        if labels is not None:
+            raise ValueError("this DDPM is unconditional; labels must be None")
+        was_training = self.training
+        self.eval()
+        every = path_every or max(1, self.schedule.T // 10)
+        x = torch.randn((n, *self.data_shape), device=self.device, generator=generator)
+        path = [(self.schedule.T, self._to_data_space(x), None)] if return_path else None
+        for t in reversed(range(self.schedule.T)):
+            x, x0 = self.denoise_step(x, t, generator)
+            if return_path and (t % every == 0):
+                path.append((t, self._to_data_space(x), self._to_data_space(x0)))
+        self.train(was_training)
+        out = self._to_data_space(x)
+        return (out, path) if return_path else out
+
+    def _to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2).clamp(0, 1) if self.config.images else x
+
+
+def ddpm_loss_fn(model: DDPM, batch) -> torch.Tensor:
+    """``loss_fn`` for ``aigc_helpers.train.train``: the batch is ``x`` or ``(x, labels)``."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return model.loss(x)

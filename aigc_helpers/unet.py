@@ -1,0 +1,157 @@
+"""Denoising networks for diffusion models: eps_theta(x_t, t), the noise in x_t.
+
+- ``timestep_embedding``: the step t as a vector, with the Transformer's
+  sinusoidal positional encoding (Ho et al., 2020, do the same);
+- ``MLPDenoiser``: for points in the plane, an MLP on (x_t, embedding of t);
+- ``UNet``: for images, a small U-Net (Ronneberger et al., 2015) in the shape
+  of DDPM's: residual conv blocks that each receive the step embedding, a
+  downsampling path, an upsampling path, and skip connections between them.
+
+Every network here has the same face: ``net(x_t, t) -> eps`` with ``x_t`` of
+shape (B, ...) and ``t`` a (B,) tensor of integer steps; the output has the
+shape of ``x_t``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of steps ``t (B,)``, shape ``(B, dim)``.
+
+    Row t equals row t of ``transformer.sinusoidal_encoding(n, dim)``:
+    sin(t / 10000^(2i/dim)) in even dimensions, cos(...) in odd ones.
+    """
+    if dim % 2:
+        raise ValueError(f"dim must be even, got {dim}")
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, device=t.device, dtype=torch.float32) / dim)
+    angle = t.float()[:, None] * freq                                      # (B, dim/2)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(1)      # (B, dim): sin, cos interleaved
+
+
+class TimeMLP(nn.Module):
+    """Step t -> sinusoidal embedding -> two-layer MLP, as in DDPM."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, 4 * dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.dim))                  # (B, 4 dim)
+
+
+def _check_t(x: torch.Tensor, t: torch.Tensor) -> None:
+    if t.shape != (len(x),):
+        raise ValueError(f"expected one step per example, t of shape ({len(x)},), got {tuple(t.shape)}")
+
+
+class MLPDenoiser(nn.Module):
+    """eps_theta for points ``x_t (B, dim)``: an MLP whose hidden layers each add the step embedding."""
+
+    def __init__(self, dim: int = 2, hidden: int = 128, n_layers: int = 3, t_dim: int = 32):
+        super().__init__()
+        self.time = TimeMLP(t_dim)
+        self.inp = nn.Linear(dim, hidden)
+        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_layers))
+        self.t_proj = nn.ModuleList(nn.Linear(4 * t_dim, hidden) for _ in range(n_layers))
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.inp.in_features:
+            raise ValueError(f"expected points (B, {self.inp.in_features}), got {tuple(x.shape)}")
+        _check_t(x, t)
+        emb = self.time(t)                                                 # (B, 4 t_dim)
+        h = self.inp(x)                                                    # (B, hidden)
+        for layer, proj in zip(self.layers, self.t_proj):
+            h = h + layer(F.silu(h + proj(emb)))                           # residual MLP, told the step
+        return self.out(F.silu(h))                                         # (B, dim)
+
+
+@dataclass
+class UNetConfig:
+    in_channels: int = 1          # grey images
+    image_size: int = 8           # sklearn digits (Ho et al.: 32x32 CIFAR-10 up to 256x256)
+    base: int = 32                # channels at full resolution (Ho et al.: 128)
+    mults: tuple = (1, 2)         # channel multiplier per resolution; len(mults) - 1 halvings (Ho et al.: 1,2,2,2)
+    t_dim: int = 32               # size of the sinusoidal step embedding (Ho et al.: 128)
+    groups: int = 8               # GroupNorm groups (Ho et al.: 32)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv, plus a per-channel shift from the step, twice; with a residual connection."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))                              # (B, c_out, H, W)
+        h = h + self.emb(F.silu(emb))[:, :, None, None]                    # the step, one shift per channel
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """A small U-Net: down (ResBlock, then halve), a middle ResBlock, up (double, concat skip, ResBlock)."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()):
+        super().__init__()
+        c = config
+        if c.image_size % 2 ** (len(c.mults) - 1):
+            raise ValueError(f"image_size {c.image_size} cannot be halved {len(c.mults) - 1} times")
+        self.config = c
+        emb_dim = 4 * c.t_dim
+        chans = [c.base * m for m in c.mults]                              # channels per resolution
+        self.time = TimeMLP(c.t_dim)
+        self.inp = nn.Conv2d(c.in_channels, chans[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        for i, ch in enumerate(chans):
+            self.down.append(ResBlock(chans[max(i - 1, 0)], ch, emb_dim, c.groups))
+            if i < len(chans) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+        self.mid = ResBlock(chans[-1], chans[-1], emb_dim, c.groups)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            c_in = chans[-1] if i == len(chans) - 1 else chans[i + 1]
+            self.up.append(ResBlock(c_in + chans[i], chans[i], emb_dim, c.groups))
+            if i > 0:
+                self.upsample.append(nn.Conv2d(chans[i], chans[i], 3, padding=1))
+        self.out_norm = nn.GroupNorm(min(c.groups, chans[0]), chans[0])
+        self.out = nn.Conv2d(chans[0], c.in_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)                                    # start by predicting zero noise
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if x.dim() != 4 or x.shape[1:] != (c.in_channels, c.image_size, c.image_size):
+            raise ValueError(f"expected images (B, {c.in_channels}, {c.image_size}, {c.image_size}), "
+                             f"got {tuple(x.shape)}")
+        _check_t(x, t)
+        emb = self.time(t)                                                 # (B, 4 t_dim)
+        h = self.inp(x)                                                    # (B, base, H, W)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, emb)
+            skips.append(h)                                                # kept for the way up
+            if i < len(self.downsample):
+                h = self.downsample[i](h)                                  # (B, ch, H/2, W/2)
+        h = self.mid(h, emb)
+        for i, block in enumerate(self.up):
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)             # skip connection
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))   # (B, ch, 2H, 2W)
+        return self.out(F.silu(self.out_norm(h)))                          # (B, C, H, W): predicted noise

@@ -1,0 +1,240 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigc_helpers import set_seed
+from aigc_helpers.diffusion import DDPM, DDPMConfig, NoiseSchedule, cosine_betas, ddpm_loss_fn, linear_betas
+from aigc_helpers.train import train
+from aigc_helpers.unet import MLPDenoiser
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_linear_betas_match_ho_et_al_at_t_1000_and_rescale():
+    b = linear_betas(1000)
+    assert b.shape == (1000,)
+    assert b[0].item() == pytest.approx(1e-4) and b[-1].item() == pytest.approx(0.02)
+    assert (b.diff() > 0).all()
+    b100 = linear_betas(100)
+    assert b100[0].item() == pytest.approx(1e-3) and b100[-1].item() == pytest.approx(0.2)
+
+
+def test_cosine_betas_give_the_cosine_alpha_bar():
+    T, s = 50, 0.008
+    ab = torch.cumprod(1 - cosine_betas(T, s).double(), 0)
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2   # noqa: E731
+    for t in (1, 10, 25, 40):
+        assert ab[t - 1].item() == pytest.approx(f(t) / f(0), rel=1e-5)
+    assert (cosine_betas(T) <= 0.999).all()
+
+
+@pytest.mark.parametrize("make", [NoiseSchedule.linear, NoiseSchedule.cosine])
+def test_schedules_end_in_noise(make):
+    s = make(100)
+    assert s.T == 100
+    assert s.alpha_bars[0] > 0.99 and s.alpha_bars[-1] < 1e-3
+    assert (s.alpha_bars.diff() < 0).all()
+    assert s.alpha_bars_prev[0] == 1.0 and torch.equal(s.alpha_bars_prev[1:], s.alpha_bars[:-1])
+
+
+def test_schedule_rejects_bad_betas_and_steps():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        NoiseSchedule(torch.tensor([0.1, 1.0]))
+    with pytest.raises(ValueError, match="1-D"):
+        NoiseSchedule(torch.zeros(2, 2) + 0.1)
+    with pytest.raises(ValueError, match="at least 1"):
+        linear_betas(0)
+    s = NoiseSchedule.cosine(10)
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        s.q_sample(x, torch.tensor([0, 5, 10]), x)
+    with pytest.raises(ValueError, match="one step per example"):
+        s.q_sample(x, torch.tensor([0, 1]), x)
+
+
+# --------------------------------------------------------------------------- forward process
+
+
+def test_closed_form_equals_the_chain_with_matching_noise():
+    # With the chain's noises combined as the closed form says, the two agree exactly:
+    # x_t = sqrt(ab_t) x0 + sum_s sqrt(beta_s) * prod_{r>s} sqrt(alpha_r) * eps_s, whose variance is 1 - ab_t.
+    s = NoiseSchedule.cosine(20)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 3, generator=g)
+    eps = torch.randn(20, 4, 3, generator=g)
+    x = x0
+    for t in range(20):
+        x = s.q_step(x, t, eps[t])
+    weights = torch.stack([s.betas[t].sqrt() * s.alphas[t + 1:].prod().sqrt() for t in range(20)])   # (20,)
+    combined = (weights[:, None, None] * eps).sum(0) / (1 - s.alpha_bars[-1]).sqrt()
+    assert weights.pow(2).sum().item() == pytest.approx(1 - s.alpha_bars[-1].item(), rel=1e-4)
+    assert torch.allclose(s.q_sample(x0, 19, combined), x, atol=1e-5)
+
+
+def test_closed_form_statistics():
+    s = NoiseSchedule(torch.tensor([0.1, 0.2, 0.3]))
+    g = torch.Generator().manual_seed(1)
+    n = 100_000
+    x0 = torch.full((n,), 2.0)
+    xt = s.q_sample(x0, 2, torch.randn(n, generator=g))
+    ab = 0.9 * 0.8 * 0.7
+    assert xt.mean().item() == pytest.approx(2 * math.sqrt(ab), abs=4 * math.sqrt((1 - ab) / n))
+    assert xt.var().item() == pytest.approx(1 - ab, abs=4 * (1 - ab) * math.sqrt(2 / n))
+
+
+def test_predict_x0_inverts_q_sample():
+    s = NoiseSchedule.linear(30)
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 1, 4, 4, generator=g)
+    t = torch.tensor([0, 3, 9, 15, 22, 29])
+    xt = s.q_sample(x0, t, eps)
+    assert torch.allclose(s.predict_x0(xt, t, eps), x0, atol=1e-3)
+
+
+# --------------------------------------------------------------------------- posterior
+
+
+def test_posterior_is_the_product_of_the_two_gaussians():
+    s = NoiseSchedule.cosine(40)
+    t = torch.arange(1, 40)
+    a, b, abp = s.alphas[t].double(), s.betas[t].double(), s.alpha_bars_prev[t].double()
+    xt, x0 = 0.4, -1.1
+    var = 1 / (a / b + 1 / (1 - abp))
+    mean = var * (a.sqrt() / b * xt + abp.sqrt() / (1 - abp) * x0)
+    m, v = s.posterior(torch.full((39,), x0), torch.full((39,), xt), t)
+    assert torch.allclose(m.double(), mean, atol=1e-5)
+    assert torch.allclose(v.double(), var, rtol=1e-4)
+
+
+def test_posterior_by_monte_carlo():
+    # Draw (x_{t-1}, x_t) from the forward process started at a fixed x0; regress x_{t-1} on x_t.
+    s = NoiseSchedule.cosine(10)
+    t, x0, n = 5, 0.7, 400_000
+    g = torch.Generator().manual_seed(3)
+    ab_prev = s.alpha_bars[t - 1]
+    x_prev = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * torch.randn(n, generator=g)
+    x_t = s.q_step(x_prev, t, torch.randn(n, generator=g))
+    cov = torch.cov(torch.stack([x_prev, x_t]))
+    slope = cov[0, 1] / cov[1, 1]                                     # E[x_{t-1} | x_t] is linear in x_t
+    resid_var = cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]
+    mean_at, var_at = s.posterior(torch.tensor([x0]), torch.tensor([0.5]), t)
+    predicted = x_prev.mean() + slope * (0.5 - x_t.mean())
+    assert mean_at.item() == pytest.approx(predicted.item(), abs=0.01)
+    assert var_at.item() == pytest.approx(resid_var.item(), rel=0.02)
+
+
+def test_posterior_at_the_first_step_is_x0():
+    s = NoiseSchedule.cosine(10)
+    x0, xt = torch.randn(3, 2), torch.randn(3, 2)
+    mean, var = s.posterior(x0, xt, 0)
+    assert torch.allclose(mean, x0, atol=1e-6) and (var == 0).all()
+
+
+def test_eps_form_of_the_mean():
+    s = NoiseSchedule.linear(50)
+    g = torch.Generator().manual_seed(4)
+    t = torch.randint(1, 50, (8,), generator=g)
+    xt, eps = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    mean, _ = s.posterior(s.predict_x0(xt, t, eps), xt, t)
+    a, b, ab = s.alphas[t][:, None], s.betas[t][:, None], s.alpha_bars[t][:, None]
+    assert torch.allclose(mean, (xt - b / (1 - ab).sqrt() * eps) / a.sqrt(), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- the DDPM
+
+
+class Oracle(nn.Module):
+    """A 'denoiser' for data that is a single point c: it knows x0 = c, so eps = (x_t - sqrt(ab) c) / sqrt(1 - ab)."""
+
+    def __init__(self, schedule: NoiseSchedule, c: torch.Tensor):
+        super().__init__()
+        self.s, self.c = schedule, c
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t):
+        ab = self.s.alpha_bars[t].view(-1, *([1] * (x.dim() - 1)))
+        return (x - ab.sqrt() * self.c) / (1 - ab).sqrt() + 0 * self.dummy
+
+
+def test_loss_is_zero_for_the_exact_noise_predictor():
+    cfg = DDPMConfig(T=20, images=False)
+    c = torch.tensor([1.5, -0.5])
+    model = DDPM(nn.Identity(), (2,), cfg)
+    model.net = Oracle(model.schedule, c)
+    x = c.expand(16, 2).clone()
+    assert model.loss(x, generator=torch.Generator().manual_seed(0)).item() < 1e-8
+    assert model.loss(x + 0.3).item() > 1e-3                          # other data: not zero
+
+
+@pytest.mark.parametrize("sigma", ["posterior", "beta"])
+def test_sampling_with_the_oracle_returns_the_point(sigma):
+    c = torch.tensor([0.8, -0.3])
+    model = DDPM(nn.Identity(), (2,), DDPMConfig(T=30, images=False, sigma=sigma))
+    model.net = Oracle(model.schedule, c)
+    out, path = model.sample(50, generator=torch.Generator().manual_seed(0), return_path=True, path_every=10)
+    assert out.shape == (50, 2)
+    assert torch.allclose(out, c.expand(50, 2), atol=1e-4)
+    assert [p[0] for p in path] == [30, 20, 10, 0]
+    assert path[0][1].std() > 0.5                                     # starts as noise
+
+
+def test_image_ddpm_face_and_range():
+    set_seed(0)
+
+    class Wild(nn.Module):                                            # predicts huge noise: x0 estimates out of range
+        def forward(self, x, t):
+            return -50 * torch.ones_like(x)
+
+    model = DDPM(Wild(), (1, 4, 4), DDPMConfig(T=10))
+    out = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (6, 1, 4, 4)
+    assert out.min() >= 0 and out.max() <= 1
+    _, x0 = model.denoise_step(torch.randn(3, 1, 4, 4), 5)
+    assert x0.abs().max() <= 1                                        # the x0 estimate is clipped to an image
+    with pytest.raises(ValueError, match="unconditional"):
+        model.sample(2, labels=torch.zeros(2))
+    with pytest.raises(ValueError, match="at least 1"):
+        model.sample(0)
+    with pytest.raises(ValueError, match=r"\(B, 1, 4, 4\)"):
+        model.loss(torch.zeros(3, 1, 8, 8))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="schedule"):
+        DDPM(nn.Identity(), (2,), DDPMConfig(schedule="sqrt"))
+    with pytest.raises(ValueError, match="sigma"):
+        DDPM(nn.Identity(), (2,), DDPMConfig(sigma="learned"))
+
+
+def test_images_are_trained_in_minus_one_to_one():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x, t):
+            seen.append(x)
+            return torch.zeros_like(x)
+
+    model = DDPM(Spy(), (1, 4, 4), DDPMConfig(T=1, schedule="linear"))    # one step: beta = 0.1
+    black = torch.zeros(2048, 1, 4, 4)
+    loss = ddpm_loss_fn(model, (black, torch.zeros(2048)))                 # (x, labels) batches work too
+    assert seen[0].mean().item() == pytest.approx(-math.sqrt(0.9), abs=0.01)   # black is -1, not 0
+    assert loss.item() == pytest.approx(1.0, abs=0.02)                     # predicting zero noise costs E[eps^2]
+
+
+def test_ddpm_learns_a_gaussian():
+    # Data N(mu, diag(sd^2)) in the plane: the samples of a trained DDPM must have that mean and spread.
+    set_seed(0)
+    mu, sd = torch.tensor([1.5, -1.0]), torch.tensor([0.3, 0.6])
+    g = torch.Generator().manual_seed(0)
+    data = mu + sd * torch.randn(8000, 2, generator=g)
+    model = DDPM(MLPDenoiser(2, 64, 2, 16), (2,), DDPMConfig(T=50, images=False))
+    h = train(model, lambda: data[torch.randint(len(data), (256,), generator=g)], 300, lr=3e-3, warmup=20,
+              lr_min=1e-4, loss_fn=ddpm_loss_fn, device="cpu", progress=False)
+    assert sum(h.loss[-50:]) / 50 < 0.6 * h.loss[0]
+    samples = model.sample(2000, generator=torch.Generator().manual_seed(1))
+    print("mean", samples.mean(0).tolist(), "sd", samples.std(0).tolist())
+    assert torch.allclose(samples.mean(0), mu, atol=0.1)
+    assert torch.allclose(samples.std(0), sd, rtol=0.25)
