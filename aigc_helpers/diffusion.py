@@ -18,8 +18,9 @@ q(x_{t-1} | x_t, x_0) with that estimate plugged in.
 Reading order: ``linear_betas`` and ``cosine_betas`` (two noise schedules),
 ``NoiseSchedule`` (the closed-form jump, the posterior, x_0 from the noise),
 ``DDPM`` (a denoiser network plus a schedule: ``loss`` to train, ``sample``
-to generate) and ``ddpm_loss_fn`` (the loss in the face of the book's
-``train`` loop).
+to generate, ``sample_ddim`` to generate in fewer steps, ``predict_eps`` with
+classifier-free guidance for a conditional net) and ``ddpm_loss_fn`` (the
+loss in the face of the book's ``train`` loop).
 
 Indexing: the papers count steps 1..T; the code counts 0..T-1, so
 ``alpha_bars[0]`` is alpha_bar_1 and ``t = T - 1`` is the last, noisiest step.
@@ -149,14 +150,22 @@ class DDPMConfig:
     schedule: str = "cosine"     # "linear" (Ho et al.) or "cosine" (Nichol and Dhariwal, 2021)
     images: bool = True          # data are images in [0, 1]: trained on [-1, 1], x_0 estimates clipped there
     sigma: str = "posterior"     # sampling noise: "posterior" (sigma^2 = beta-tilde_t) or "beta" (sigma^2 = beta_t)
+    p_uncond: float = 0.0        # conditional nets: share of training labels replaced by "no label"
+                                 # (Ho and Salimans, 2022: 0.1 or 0.2), so one net learns both
 
 
 class DDPM(nn.Module):
     """A denoiser ``net(x_t, t) -> eps`` with its noise schedule.
 
-    ``loss(x)`` is the training objective; ``sample(n)`` runs the reverse chain.
-    With ``config.images`` it has the book's image generator face:
-    ``sample(n, generator=None) -> (n, C, H, W)`` in [0, 1].
+    ``loss(x)`` is the training objective; ``sample(n)`` runs the reverse chain
+    (DDPM's ancestral sampler) and ``sample_ddim(n, steps)`` the DDIM sampler
+    (Song, Meng and Ermon, 2021), which can skip steps. With ``config.images``
+    it has the book's image generator face:
+    ``sample(n, labels=None, generator=None) -> (n, C, H, W)`` in [0, 1].
+
+    A conditional net (a ``UNet`` with ``n_classes > 0``) also takes labels;
+    sampling then accepts ``labels`` and a classifier-free ``guidance`` weight w:
+    eps = (1 + w) eps(x_t, label) - w eps(x_t, no label).
     """
 
     def __init__(self, net: nn.Module, data_shape: tuple[int, ...], config: DDPMConfig = DDPMConfig()):
@@ -165,6 +174,8 @@ class DDPM(nn.Module):
             raise ValueError(f"schedule must be 'linear' or 'cosine', got {config.schedule!r}")
         if config.sigma not in ("posterior", "beta"):
             raise ValueError(f"sigma must be 'posterior' or 'beta', got {config.sigma!r}")
+        if not 0 <= config.p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {config.p_uncond}")
         self.net = net
         self.config = config
         self.data_shape = tuple(data_shape)
@@ -174,29 +185,83 @@ class DDPM(nn.Module):
     def device(self) -> torch.device:
         return self.schedule.betas.device
 
+    @property
+    def n_classes(self) -> int:
+        """Number of classes a conditional net knows; 0 for an unconditional one."""
+        return getattr(getattr(self.net, "config", None), "n_classes", 0)
+
     def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"expected data of shape (B, {', '.join(map(str, self.data_shape))}), "
                              f"got {tuple(x.shape)}")
         return x * 2 - 1 if self.config.images else x
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ho et al.'s simple loss: || eps - eps_theta(x_t, t) ||^2 at a random step t per example."""
+    def _to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2).clamp(0, 1) if self.config.images else x
+
+    def _check_labels(self, labels, n: int) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        if not self.n_classes:
+            raise ValueError("this DDPM is unconditional; labels must be None")
+        labels = torch.as_tensor(labels, device=self.device).long()
+        if labels.shape != (n,) or (labels < 0).any() or (labels >= self.n_classes).any():
+            raise ValueError(f"expected {n} labels in 0..{self.n_classes - 1}, got shape {tuple(labels.shape)}")
+        return labels
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ho et al.'s simple loss: || eps - eps_theta(x_t, t) ||^2 at a random step t per example.
+
+        For a conditional net, a share ``config.p_uncond`` of the labels is
+        replaced by "no label" (label dropout), so that the same net also
+        learns the unconditional model that guidance needs.
+        """
         x0 = self._to_model_space(x)
         t = torch.randint(0, self.schedule.T, (len(x0),), device=x0.device, generator=generator)   # (B,)
         eps = torch.randn(x0.shape, device=x0.device, generator=generator)                          # (B, ...)
         xt = self.schedule.q_sample(x0, t, eps)
-        return F.mse_loss(self.net(xt, t), eps)
+        if labels is None:
+            return F.mse_loss(self.net(xt, t), eps)
+        labels = self._check_labels(labels.to(x0.device), len(x0))
+        drop = torch.rand(len(x0), device=x0.device, generator=generator) < self.config.p_uncond     # (B,)
+        labels = torch.where(drop, torch.full_like(labels, self.n_classes), labels)                 # "no label"
+        return F.mse_loss(self.net(xt, t, labels), eps)
 
-    @torch.no_grad()
-    def denoise_step(self, xt: torch.Tensor, t: int, generator: torch.Generator | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One reverse step x_t -> x_{t-1}. Returns ``(x_{t-1}, x0_estimate)`` in model space."""
-        tt = torch.full((len(xt),), t, device=xt.device, dtype=torch.long)
-        eps = self.net(xt, tt)
+    def predict_eps(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                    guidance: float = 0.0) -> torch.Tensor:
+        """The net's noise estimate; with labels and ``guidance`` w > 0, the classifier-free mix.
+
+        eps = (1 + w) eps(x_t, t, label) - w eps(x_t, t, no label)   (Ho and Salimans, 2022, eq. 6)
+        """
+        if labels is None:
+            if guidance:
+                raise ValueError("guidance needs labels to steer towards")
+            return self.net(xt, t)
+        if not guidance:
+            return self.net(xt, t, labels)
+        empty = torch.full_like(labels, self.n_classes)
+        both = self.net(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([labels, empty]))   # one batch, two calls' worth
+        eps_cond, eps_uncond = both.chunk(2)
+        return (1 + guidance) * eps_cond - guidance * eps_uncond
+
+    def _x0_and_eps(self, xt, tt, labels, guidance):
+        """x_0 estimate (clipped for images) and the noise consistent with it."""
+        eps = self.predict_eps(xt, tt, labels, guidance)
         x0 = self.schedule.predict_x0(xt, tt, eps)
         if self.config.images:
             x0 = x0.clamp(-1, 1)                                          # an image lives in [-1, 1]
+            ab = _expand(self.schedule.alpha_bars[tt], xt)
+            eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()                 # the noise that goes with the clipped x_0
+        return x0, eps
+
+    @torch.no_grad()
+    def denoise_step(self, xt: torch.Tensor, t: int, generator: torch.Generator | None = None,
+                     labels: torch.Tensor | None = None, guidance: float = 0.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One reverse step x_t -> x_{t-1}. Returns ``(x_{t-1}, x0_estimate)`` in model space."""
+        tt = torch.full((len(xt),), t, device=xt.device, dtype=torch.long)
+        x0, _ = self._x0_and_eps(xt, tt, labels, guidance)
         mean, var = self.schedule.posterior(x0, xt, tt)
         if t == 0:
             return mean, x0                                               # the last step adds no noise
@@ -205,37 +270,84 @@ class DDPM(nn.Module):
         noise = torch.randn(xt.shape, device=xt.device, generator=generator)
         return mean + var.sqrt() * noise, x0
 
+    def _start(self, n, labels, x_T, generator):
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        labels = self._check_labels(labels, n)
+        if x_T is None:
+            return torch.randn((n, *self.data_shape), device=self.device, generator=generator), labels
+        if tuple(x_T.shape) != (n, *self.data_shape):
+            raise ValueError(f"x_T must have shape {(n, *self.data_shape)}, got {tuple(x_T.shape)}")
+        return x_T.to(self.device), labels
+
     @torch.no_grad()
-    def sample(self, n: int, labels=None, generator: torch.Generator | None = None,
+    def sample(self, n: int, labels=None, generator: torch.Generator | None = None, guidance: float = 0.0,
                return_path: bool = False, path_every: int | None = None):
-        """Draw ``n`` samples by running the chain from x_T ~ N(0, I) down to x_0.
+        """Draw ``n`` samples by running the chain from x_T ~ N(0, I) down to x_0, all T steps.
 
         With ``return_path`` it also returns the states along the way, every
         ``path_every`` steps (default T // 10), as a list of ``(t, x_t, x0_estimate)``
-        in data space. ``labels`` is accepted for the image generator face and must be None.
+        in data space.
         """
-        if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        if labels is not None:
-            raise ValueError("this DDPM is unconditional; labels must be None")
+        x, labels = self._start(n, labels, None, generator)
         was_training = self.training
         self.eval()
         every = path_every or max(1, self.schedule.T // 10)
-        x = torch.randn((n, *self.data_shape), device=self.device, generator=generator)
         path = [(self.schedule.T, self._to_data_space(x), None)] if return_path else None
         for t in reversed(range(self.schedule.T)):
-            x, x0 = self.denoise_step(x, t, generator)
+            x, x0 = self.denoise_step(x, t, generator, labels, guidance)
             if return_path and (t % every == 0):
                 path.append((t, self._to_data_space(x), self._to_data_space(x0)))
         self.train(was_training)
         out = self._to_data_space(x)
         return (out, path) if return_path else out
 
-    def _to_data_space(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x + 1) / 2).clamp(0, 1) if self.config.images else x
+    def ddim_steps(self, steps: int) -> list[int]:
+        """The ``steps`` steps DDIM visits, evenly spaced from T - 1 down to 0."""
+        if not 1 <= steps <= self.schedule.T:
+            raise ValueError(f"steps must be in 1..{self.schedule.T}, got {steps}")
+        return torch.linspace(self.schedule.T - 1, 0, steps).round().long().tolist()
+
+    @torch.no_grad()
+    def sample_ddim(self, n: int, steps: int = 20, eta: float = 0.0, labels=None,
+                    generator: torch.Generator | None = None, guidance: float = 0.0,
+                    x_T: torch.Tensor | None = None) -> torch.Tensor:
+        """DDIM sampling (Song, Meng and Ermon, 2021, eq. 12) in ``steps`` network calls.
+
+        From step t to an earlier step s, with x_0 and eps estimated at t:
+
+            x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s - sigma^2) eps + sigma z,
+            sigma = eta * sqrt((1 - ab_s) / (1 - ab_t)) * sqrt(1 - ab_t / ab_s).
+
+        ``eta = 0`` is deterministic: the same ``x_T`` always gives the same sample.
+        ``eta = 1`` with ``steps = T`` is DDPM's sampler with sigma^2 = beta-tilde.
+        """
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        x, labels = self._start(n, labels, x_T, generator)
+        was_training = self.training
+        self.eval()
+        visit = self.ddim_steps(steps)
+        for i, t in enumerate(visit):
+            s = visit[i + 1] if i + 1 < len(visit) else -1                # the next (earlier) step; -1 means x_0
+            tt = torch.full((n,), t, device=x.device, dtype=torch.long)
+            x0, eps = self._x0_and_eps(x, tt, labels, guidance)
+            ab_t = self.schedule.alpha_bars[t]
+            ab_s = self.schedule.alpha_bars[s] if s >= 0 else torch.ones_like(ab_t)
+            sigma = eta * ((1 - ab_s) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_s).sqrt()
+            x = ab_s.sqrt() * x0 + (1 - ab_s - sigma**2).clamp(min=0).sqrt() * eps
+            if s >= 0 and eta > 0:
+                x = x + sigma * torch.randn(x.shape, device=x.device, generator=generator)
+        self.train(was_training)
+        return self._to_data_space(x)
 
 
 def ddpm_loss_fn(model: DDPM, batch) -> torch.Tensor:
-    """``loss_fn`` for ``aigc_helpers.train.train``: the batch is ``x`` or ``(x, labels)``."""
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return model.loss(x)
+    """``loss_fn`` for ``aigc_helpers.train.train``: the batch is ``x`` or ``(x, labels)``.
+
+    Labels are used only when the model's net is conditional.
+    """
+    if isinstance(batch, (tuple, list)):
+        x, labels = batch[0], batch[1]
+        return model.loss(x, labels if model.n_classes else None)
+    return model.loss(batch)

@@ -9,7 +9,9 @@
 
 Every network here has the same face: ``net(x_t, t) -> eps`` with ``x_t`` of
 shape (B, ...) and ``t`` a (B,) tensor of integer steps; the output has the
-shape of ``x_t``.
+shape of ``x_t``. A U-Net with ``n_classes > 0`` is *conditional*: it also takes
+``labels`` (B,), integers 0..n_classes-1, or ``n_classes`` for "no label", the
+empty condition that classifier-free guidance needs (Ho and Salimans, 2022).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class UNetConfig:
     mults: tuple = (1, 2)         # channel multiplier per resolution; len(mults) - 1 halvings (Ho et al.: 1,2,2,2)
     t_dim: int = 32               # size of the sinusoidal step embedding (Ho et al.: 128)
     groups: int = 8               # GroupNorm groups (Ho et al.: 32)
+    n_classes: int = 0            # > 0: conditional on a class label (one extra label means "no label")
 
 
 class ResBlock(nn.Module):
@@ -115,6 +118,8 @@ class UNet(nn.Module):
         emb_dim = 4 * c.t_dim
         chans = [c.base * m for m in c.mults]                              # channels per resolution
         self.time = TimeMLP(c.t_dim)
+        # a learned vector per class, added to the step embedding; row n_classes is "no label"
+        self.label_emb = nn.Embedding(c.n_classes + 1, emb_dim) if c.n_classes > 0 else None
         self.inp = nn.Conv2d(c.in_channels, chans[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -135,13 +140,23 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)                                    # start by predicting zero noise
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         if x.dim() != 4 or x.shape[1:] != (c.in_channels, c.image_size, c.image_size):
             raise ValueError(f"expected images (B, {c.in_channels}, {c.image_size}, {c.image_size}), "
                              f"got {tuple(x.shape)}")
         _check_t(x, t)
         emb = self.time(t)                                                 # (B, 4 t_dim)
+        if self.label_emb is not None:
+            if labels is None:
+                labels = torch.full_like(t, c.n_classes)                   # no label given: the empty condition
+            if labels.shape != t.shape or (labels < 0).any() or (labels > c.n_classes).any():
+                raise ValueError(f"expected labels of shape ({len(x)},) in 0..{c.n_classes} "
+                                 f"({c.n_classes} = no label), got shape {tuple(labels.shape)} with values "
+                                 f"{labels.min().item()}..{labels.max().item()}")
+            emb = emb + self.label_emb(labels)                             # (B, 4 t_dim): step and class
+        elif labels is not None:
+            raise ValueError("this U-Net is unconditional (n_classes = 0); labels must be None")
         h = self.inp(x)                                                    # (B, base, H, W)
         skips = []
         for i, block in enumerate(self.down):

@@ -238,3 +238,105 @@ def test_ddpm_learns_a_gaussian():
     print("mean", samples.mean(0).tolist(), "sd", samples.std(0).tolist())
     assert torch.allclose(samples.mean(0), mu, atol=0.1)
     assert torch.allclose(samples.std(0), sd, rtol=0.25)
+
+
+# --------------------------------------------------------------------------- DDIM
+
+
+def random_unet_ddpm(T=20, n_classes=0, **kw):
+    from aigc_helpers.unet import UNet, UNetConfig
+    set_seed(0)
+    net = UNet(UNetConfig(image_size=4, base=8, mults=(1, 2), t_dim=8, groups=4, n_classes=n_classes))
+    nn.init.normal_(net.out.weight, std=0.3)                          # an untrained but not silent net
+    return DDPM(net, (1, 4, 4), DDPMConfig(T=T, **kw))
+
+
+def test_ddim_steps_are_evenly_spaced():
+    model = DDPM(nn.Identity(), (2,), DDPMConfig(T=100, images=False))
+    assert model.ddim_steps(100) == list(range(99, -1, -1))
+    assert model.ddim_steps(4) == [99, 66, 33, 0]
+    assert model.ddim_steps(1) == [99]
+    with pytest.raises(ValueError, match="1..100"):
+        model.ddim_steps(101)
+
+
+def test_ddim_with_eta_1_and_every_step_is_the_ddpm_sampler():
+    model = random_unet_ddpm(T=20)
+    ddpm = model.sample(5, generator=torch.Generator().manual_seed(3))
+    ddim = model.sample_ddim(5, steps=20, eta=1.0, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(ddpm, ddim, atol=1e-4)
+    other = model.sample_ddim(5, steps=20, eta=0.5, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(ddpm, other, atol=1e-2)
+
+
+def test_ddim_with_eta_0_is_deterministic():
+    model = random_unet_ddpm(T=20)
+    x_T = torch.randn(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    a = model.sample_ddim(4, steps=7, x_T=x_T, generator=torch.Generator().manual_seed(1))
+    b = model.sample_ddim(4, steps=7, x_T=x_T, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and a.shape == (4, 1, 4, 4) and 0 <= a.min() and a.max() <= 1
+    with pytest.raises(ValueError, match="x_T must have shape"):
+        model.sample_ddim(3, x_T=x_T)
+    with pytest.raises(ValueError, match="eta"):
+        model.sample_ddim(4, eta=-1)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 30])
+def test_ddim_with_the_oracle_returns_the_point(steps):
+    c = torch.tensor([0.8, -0.3])
+    model = DDPM(nn.Identity(), (2,), DDPMConfig(T=30, images=False))
+    model.net = Oracle(model.schedule, c)
+    out = model.sample_ddim(10, steps=steps, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, c.expand(10, 2), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- labels and guidance
+
+
+def test_guidance_mixes_the_two_predictions():
+    model = random_unet_ddpm(T=20, n_classes=3).eval()
+    nn.init.normal_(model.net.label_emb.weight)
+    g = torch.Generator().manual_seed(0)
+    xt, t, labels = torch.randn(4, 1, 4, 4, generator=g), torch.tensor([0, 5, 10, 19]), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        cond, uncond = model.net(xt, t, labels), model.net(xt, t)
+        assert torch.allclose(model.predict_eps(xt, t, labels), cond)
+        assert torch.allclose(model.predict_eps(xt, t, labels, guidance=2.0), 3 * cond - 2 * uncond, atol=1e-5)
+        assert not torch.allclose(cond, uncond, atol=1e-3)
+        assert torch.allclose(model.predict_eps(xt, t), uncond)
+    with pytest.raises(ValueError, match="guidance needs labels"):
+        model.predict_eps(xt, t, guidance=1.0)
+    out = model.sample_ddim(3, steps=5, labels=torch.tensor([0, 1, 2]), guidance=1.5,
+                            generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 1, 4, 4)
+    with pytest.raises(ValueError, match="0..2"):
+        model.sample(2, labels=torch.tensor([0, 3]))
+
+
+def test_unconditional_models_refuse_labels():
+    model = random_unet_ddpm(T=10)
+    with pytest.raises(ValueError, match="unconditional"):
+        model.sample_ddim(2, labels=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="unconditional"):
+        model.net(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_label_dropout(p):
+    seen = []
+
+    class Spy(nn.Module):
+        config = type("C", (), {"n_classes": 10})()
+
+        def forward(self, x, t, labels=None):
+            seen.append(labels)
+            return torch.zeros_like(x)
+
+    model = DDPM(Spy(), (2,), DDPMConfig(T=10, images=False, p_uncond=p))
+    labels = torch.randint(0, 10, (20_000,), generator=torch.Generator().manual_seed(0))
+    ddpm_loss_fn(model, (torch.zeros(20_000, 2), labels))
+    dropped = seen[0] == 10
+    assert dropped.float().mean().item() == pytest.approx(p, abs=0.015)
+    assert torch.equal(seen[0][~dropped], labels[~dropped])           # the others keep their label
+    with pytest.raises(ValueError, match="p_uncond"):
+        DDPM(Spy(), (2,), DDPMConfig(p_uncond=1.0))

@@ -67,3 +67,18 @@ def test_mlp_denoiser_shapes_and_errors():
         net(torch.randn(5, 2), torch.arange(5))
     with pytest.raises(ValueError, match="one step per example"):
         net(torch.randn(5, 3), torch.arange(4))
+
+
+def test_conditional_unet_labels():
+    set_seed(0)
+    net = UNet(UNetConfig(base=8, t_dim=8, groups=4, n_classes=10)).eval()
+    torch.nn.init.normal_(net.out.weight, std=0.1)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([4, 4])
+    none = net(x, t)
+    assert torch.equal(none, net(x, t, torch.tensor([10, 10])))         # no labels = the "no label" class
+    assert not torch.allclose(none, net(x, t, torch.tensor([3, 3])), atol=1e-4)
+    assert not torch.allclose(net(x, t, torch.tensor([3, 3])), net(x, t, torch.tensor([7, 7])), atol=1e-4)
+    with pytest.raises(ValueError, match=r"in 0\.\.10"):
+        net(x, t, torch.tensor([3, 11]))
+    with pytest.raises(ValueError, match=r"in 0\.\.10"):
+        net(x, t, torch.tensor([3]))
