@@ -164,8 +164,9 @@ class DDPM(nn.Module):
     ``sample(n, labels=None, generator=None) -> (n, C, H, W)`` in [0, 1].
 
     A conditional net (a ``UNet`` with ``n_classes > 0``) also takes labels;
-    sampling then accepts ``labels`` and a classifier-free ``guidance`` weight w:
-    eps = (1 + w) eps(x_t, label) - w eps(x_t, no label).
+    sampling then accepts ``labels`` and a classifier-free ``guidance_scale`` s:
+    eps = eps(x_t, no label) + s * (eps(x_t, label) - eps(x_t, no label)),
+    Stable Diffusion's convention (s = 1: plain conditional, s = 0: unconditional).
     """
 
     def __init__(self, net: nn.Module, data_shape: tuple[int, ...], config: DDPMConfig = DDPMConfig()):
@@ -229,25 +230,26 @@ class DDPM(nn.Module):
         return F.mse_loss(self.net(xt, t, labels), eps)
 
     def predict_eps(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
-                    guidance: float = 0.0) -> torch.Tensor:
-        """The net's noise estimate; with labels and ``guidance`` w > 0, the classifier-free mix.
+                    guidance_scale: float = 1.0) -> torch.Tensor:
+        """The net's noise estimate; with labels and ``guidance_scale`` s != 1, the classifier-free mix.
 
-        eps = (1 + w) eps(x_t, t, label) - w eps(x_t, t, no label)   (Ho and Salimans, 2022, eq. 6)
+        eps = eps(x_t, t, no label) + s * (eps(x_t, t, label) - eps(x_t, t, no label))
+        (Ho and Salimans, 2022, eq. 6, with their w = s - 1).
         """
         if labels is None:
-            if guidance:
+            if guidance_scale != 1:
                 raise ValueError("guidance needs labels to steer towards")
             return self.net(xt, t)
-        if not guidance:
+        if guidance_scale == 1:
             return self.net(xt, t, labels)
         empty = torch.full_like(labels, self.n_classes)
         both = self.net(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([labels, empty]))   # one batch, two calls' worth
         eps_cond, eps_uncond = both.chunk(2)
-        return (1 + guidance) * eps_cond - guidance * eps_uncond
+        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
-    def _x0_and_eps(self, xt, tt, labels, guidance):
+    def _x0_and_eps(self, xt, tt, labels, guidance_scale):
         """x_0 estimate (clipped for images) and the noise consistent with it."""
-        eps = self.predict_eps(xt, tt, labels, guidance)
+        eps = self.predict_eps(xt, tt, labels, guidance_scale)
         x0 = self.schedule.predict_x0(xt, tt, eps)
         if self.config.images:
             x0 = x0.clamp(-1, 1)                                          # an image lives in [-1, 1]
@@ -257,11 +259,11 @@ class DDPM(nn.Module):
 
     @torch.no_grad()
     def denoise_step(self, xt: torch.Tensor, t: int, generator: torch.Generator | None = None,
-                     labels: torch.Tensor | None = None, guidance: float = 0.0
+                     labels: torch.Tensor | None = None, guidance_scale: float = 1.0
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """One reverse step x_t -> x_{t-1}. Returns ``(x_{t-1}, x0_estimate)`` in model space."""
         tt = torch.full((len(xt),), t, device=xt.device, dtype=torch.long)
-        x0, _ = self._x0_and_eps(xt, tt, labels, guidance)
+        x0, _ = self._x0_and_eps(xt, tt, labels, guidance_scale)
         mean, var = self.schedule.posterior(x0, xt, tt)
         if t == 0:
             return mean, x0                                               # the last step adds no noise
@@ -281,7 +283,7 @@ class DDPM(nn.Module):
         return x_T.to(self.device), labels
 
     @torch.no_grad()
-    def sample(self, n: int, labels=None, generator: torch.Generator | None = None, guidance: float = 0.0,
+    def sample(self, n: int, labels=None, generator: torch.Generator | None = None, guidance_scale: float = 1.0,
                return_path: bool = False, path_every: int | None = None):
         """Draw ``n`` samples by running the chain from x_T ~ N(0, I) down to x_0, all T steps.
 
@@ -295,7 +297,7 @@ class DDPM(nn.Module):
         every = path_every or max(1, self.schedule.T // 10)
         path = [(self.schedule.T, self._to_data_space(x), None)] if return_path else None
         for t in reversed(range(self.schedule.T)):
-            x, x0 = self.denoise_step(x, t, generator, labels, guidance)
+            x, x0 = self.denoise_step(x, t, generator, labels, guidance_scale)
             if return_path and (t % every == 0):
                 path.append((t, self._to_data_space(x), self._to_data_space(x0)))
         self.train(was_training)
@@ -310,7 +312,7 @@ class DDPM(nn.Module):
 
     @torch.no_grad()
     def sample_ddim(self, n: int, steps: int = 20, eta: float = 0.0, labels=None,
-                    generator: torch.Generator | None = None, guidance: float = 0.0,
+                    generator: torch.Generator | None = None, guidance_scale: float = 1.0,
                     x_T: torch.Tensor | None = None) -> torch.Tensor:
         """DDIM sampling (Song, Meng and Ermon, 2021, eq. 12) in ``steps`` network calls.
 
@@ -331,7 +333,7 @@ class DDPM(nn.Module):
         for i, t in enumerate(visit):
             s = visit[i + 1] if i + 1 < len(visit) else -1                # the next (earlier) step; -1 means x_0
             tt = torch.full((n,), t, device=x.device, dtype=torch.long)
-            x0, eps = self._x0_and_eps(x, tt, labels, guidance)
+            x0, eps = self._x0_and_eps(x, tt, labels, guidance_scale)
             ab_t = self.schedule.alpha_bars[t]
             ab_s = self.schedule.alpha_bars[s] if s >= 0 else torch.ones_like(ab_t)
             sigma = eta * ((1 - ab_s) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_s).sqrt()

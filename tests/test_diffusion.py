@@ -301,12 +301,13 @@ def test_guidance_mixes_the_two_predictions():
     with torch.no_grad():
         cond, uncond = model.net(xt, t, labels), model.net(xt, t)
         assert torch.allclose(model.predict_eps(xt, t, labels), cond)
-        assert torch.allclose(model.predict_eps(xt, t, labels, guidance=2.0), 3 * cond - 2 * uncond, atol=1e-5)
+        assert torch.allclose(model.predict_eps(xt, t, labels, guidance_scale=3.0), 3 * cond - 2 * uncond, atol=1e-5)
+        assert torch.allclose(model.predict_eps(xt, t, labels, guidance_scale=0.0), uncond, atol=1e-6)
         assert not torch.allclose(cond, uncond, atol=1e-3)
         assert torch.allclose(model.predict_eps(xt, t), uncond)
     with pytest.raises(ValueError, match="guidance needs labels"):
-        model.predict_eps(xt, t, guidance=1.0)
-    out = model.sample_ddim(3, steps=5, labels=torch.tensor([0, 1, 2]), guidance=1.5,
+        model.predict_eps(xt, t, guidance_scale=2.0)
+    out = model.sample_ddim(3, steps=5, labels=torch.tensor([0, 1, 2]), guidance_scale=2.5,
                             generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 1, 4, 4)
     with pytest.raises(ValueError, match="0..2"):
