@@ -242,6 +242,8 @@ class DDPM(nn.Module):
             return self.net(xt, t)
         if guidance_scale == 1:
             return self.net(xt, t, labels)
+        if guidance_scale == 0:
+            return self.net(xt, t, torch.full_like(labels, self.n_classes))   # the labels are ignored
         empty = torch.full_like(labels, self.n_classes)
         both = self.net(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([labels, empty]))   # one batch, two calls' worth
         eps_cond, eps_uncond = both.chunk(2)
@@ -284,14 +286,15 @@ class DDPM(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, generator: torch.Generator | None = None, guidance_scale: float = 1.0,
-               return_path: bool = False, path_every: int | None = None):
+               return_path: bool = False, path_every: int | None = None, x_T: torch.Tensor | None = None):
         """Draw ``n`` samples by running the chain from x_T ~ N(0, I) down to x_0, all T steps.
 
+        ``x_T`` gives the starting noise (default: drawn from ``generator``).
         With ``return_path`` it also returns the states along the way, every
         ``path_every`` steps (default T // 10), as a list of ``(t, x_t, x0_estimate)``
         in data space.
         """
-        x, labels = self._start(n, labels, None, generator)
+        x, labels = self._start(n, labels, x_T, generator)
         was_training = self.training
         self.eval()
         every = path_every or max(1, self.schedule.T // 10)
@@ -323,6 +326,8 @@ class DDPM(nn.Module):
 
         ``eta = 0`` is deterministic: the same ``x_T`` always gives the same sample.
         ``eta = 1`` with ``steps = T`` is DDPM's sampler with sigma^2 = beta-tilde.
+        For ``eta > 0`` with a given ``x_T``, seed ``generator`` differently from
+        the generator that made ``x_T``, or the first fresh noise will be x_T itself.
         """
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")

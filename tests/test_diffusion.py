@@ -341,3 +341,13 @@ def test_label_dropout(p):
     assert torch.equal(seen[0][~dropped], labels[~dropped])           # the others keep their label
     with pytest.raises(ValueError, match="p_uncond"):
         DDPM(Spy(), (2,), DDPMConfig(p_uncond=1.0))
+
+
+def test_sample_starts_from_the_given_noise():
+    model = DDPM(nn.Identity(), (2,), DDPMConfig(T=10, images=False))
+    model.net = Oracle(model.schedule, torch.tensor([0.5, 0.5]))
+    x_T = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    _, path = model.sample(3, x_T=x_T, return_path=True)
+    assert torch.equal(path[0][1], x_T)
+    with pytest.raises(ValueError, match="x_T must have shape"):
+        model.sample(4, x_T=x_T)
