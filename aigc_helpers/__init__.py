@@ -26,7 +26,9 @@ from here. One module per idea:
     stylegan    StyleGAN in miniature: mapping network, AdaIN, noise, style mixing
     vae         the VAE and beta-VAE: reparameterisation, Gaussian KL, the ELBO
     diffusion   DDPM: noise schedules, the forward jump, the Gaussian posterior, training and sampling
-    unet        the denoisers: step embedding, an MLP for points, a small U-Net for images
+    unet        the denoisers: step embedding, an MLP for points, a small U-Net for images, cross-attention
+    autoencoder the first stage of latent diffusion: a convolutional autoencoder with a KL-regularised latent
+    text2image  Stable Diffusion in miniature: captions, a text encoder, a text-conditioned U-Net, a pipeline
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize

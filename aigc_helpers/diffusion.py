@@ -62,6 +62,21 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta).float()
 
 
+def scaled_linear_betas(T: int, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
+    """Stable Diffusion's schedule: sqrt(beta) grows linearly from sqrt(beta_start) to sqrt(beta_end).
+
+    Meant for T = 1000 and rescaled by 1000 / T like ``linear_betas``. It stops
+    short of pure noise: alpha_bar_T is about 0.0047, so the last step keeps a
+    trace of the data. The x_0 estimate at that step divides by sqrt(alpha_bar_T),
+    about 0.07 rather than nearly 0, which keeps unclipped latents in range.
+    """
+    if T < 1:
+        raise ValueError(f"T must be at least 1, got {T}")
+    scale = 1000 / T
+    root = torch.linspace((beta_start * scale) ** 0.5, min(beta_end * scale, 0.999) ** 0.5, T, dtype=torch.float64)
+    return (root ** 2).float()
+
+
 def _expand(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-example values ``v (B,)`` shaped to broadcast against ``x (B, ...)``."""
     return v.view(-1, *([1] * (x.dim() - 1)))
@@ -99,6 +114,10 @@ class NoiseSchedule(nn.Module):
     @classmethod
     def cosine(cls, T: int = 1000, **kw) -> "NoiseSchedule":
         return cls(cosine_betas(T, **kw))
+
+    @classmethod
+    def scaled_linear(cls, T: int = 1000, **kw) -> "NoiseSchedule":
+        return cls(scaled_linear_betas(T, **kw))
 
     @property
     def T(self) -> int:
@@ -147,7 +166,8 @@ class NoiseSchedule(nn.Module):
 @dataclass
 class DDPMConfig:
     T: int = 200                 # diffusion steps (Ho et al.: 1000)
-    schedule: str = "cosine"     # "linear" (Ho et al.) or "cosine" (Nichol and Dhariwal, 2021)
+    schedule: str = "cosine"     # "linear" (Ho et al.), "cosine" (Nichol and Dhariwal, 2021)
+                                 # or "scaled_linear" (Stable Diffusion)
     images: bool = True          # data are images in [0, 1]: trained on [-1, 1], x_0 estimates clipped there
     sigma: str = "posterior"     # sampling noise: "posterior" (sigma^2 = beta-tilde_t) or "beta" (sigma^2 = beta_t)
     p_uncond: float = 0.0        # conditional nets: share of training labels replaced by "no label"
@@ -167,12 +187,18 @@ class DDPM(nn.Module):
     sampling then accepts ``labels`` and a classifier-free ``guidance_scale`` s:
     eps = eps(x_t, no label) + s * (eps(x_t, label) - eps(x_t, no label)),
     Stable Diffusion's convention (s = 1: plain conditional, s = 0: unconditional).
+
+    Any other condition works the same way if the net says what its "no
+    condition" is: a net with methods ``null_condition(cond)`` (the empty
+    condition, same shape) and ``check_condition(cond, n)`` (validates, returns
+    a tensor) can take, say, the token ids of a prompt (B, L) as its ``labels``;
+    the empty prompt then plays the part of "no label".
     """
 
     def __init__(self, net: nn.Module, data_shape: tuple[int, ...], config: DDPMConfig = DDPMConfig()):
         super().__init__()
-        if config.schedule not in ("linear", "cosine"):
-            raise ValueError(f"schedule must be 'linear' or 'cosine', got {config.schedule!r}")
+        if config.schedule not in ("linear", "cosine", "scaled_linear"):
+            raise ValueError(f"schedule must be 'linear', 'cosine' or 'scaled_linear', got {config.schedule!r}")
         if config.sigma not in ("posterior", "beta"):
             raise ValueError(f"sigma must be 'posterior' or 'beta', got {config.sigma!r}")
         if not 0 <= config.p_uncond < 1:
@@ -188,8 +214,19 @@ class DDPM(nn.Module):
 
     @property
     def n_classes(self) -> int:
-        """Number of classes a conditional net knows; 0 for an unconditional one."""
+        """Number of classes a class-conditional net knows; 0 otherwise."""
         return getattr(getattr(self.net, "config", None), "n_classes", 0)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the net takes a condition (class labels, or e.g. the token ids of a prompt)."""
+        return self.n_classes > 0 or hasattr(self.net, "null_condition")
+
+    def _null(self, labels: torch.Tensor) -> torch.Tensor:
+        """The "no condition" that goes with ``labels``: label n_classes, or the net's own."""
+        if hasattr(self.net, "null_condition"):
+            return self.net.null_condition(labels)
+        return torch.full_like(labels, self.n_classes)
 
     def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
@@ -203,8 +240,10 @@ class DDPM(nn.Module):
     def _check_labels(self, labels, n: int) -> torch.Tensor | None:
         if labels is None:
             return None
-        if not self.n_classes:
+        if not self.conditional:
             raise ValueError("this DDPM is unconditional; labels must be None")
+        if hasattr(self.net, "check_condition"):
+            return self.net.check_condition(torch.as_tensor(labels, device=self.device), n)
         labels = torch.as_tensor(labels, device=self.device).long()
         if labels.shape != (n,) or (labels < 0).any() or (labels >= self.n_classes).any():
             raise ValueError(f"expected {n} labels in 0..{self.n_classes - 1}, got shape {tuple(labels.shape)}")
@@ -226,32 +265,35 @@ class DDPM(nn.Module):
             return F.mse_loss(self.net(xt, t), eps)
         labels = self._check_labels(labels.to(x0.device), len(x0))
         drop = torch.rand(len(x0), device=x0.device, generator=generator) < self.config.p_uncond     # (B,)
-        labels = torch.where(drop, torch.full_like(labels, self.n_classes), labels)                 # "no label"
+        drop = drop.view(-1, *[1] * (labels.dim() - 1))                   # (B, 1, ...) for token ids
+        labels = torch.where(drop, self._null(labels), labels)            # "no label"
         return F.mse_loss(self.net(xt, t, labels), eps)
 
     def predict_eps(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
-                    guidance_scale: float = 1.0) -> torch.Tensor:
+                    guidance_scale: float = 1.0, uncond_labels: torch.Tensor | None = None) -> torch.Tensor:
         """The net's noise estimate; with labels and ``guidance_scale`` s != 1, the classifier-free mix.
 
         eps = eps(x_t, t, no label) + s * (eps(x_t, t, label) - eps(x_t, t, no label))
         (Ho and Salimans, 2022, eq. 6, with their w = s - 1).
+        ``uncond_labels`` replaces "no label" in the mix: a *negative prompt*,
+        which guidance then steers away from.
         """
         if labels is None:
             if guidance_scale != 1:
                 raise ValueError("guidance needs labels to steer towards")
             return self.net(xt, t)
+        empty = self._null(labels) if uncond_labels is None else uncond_labels
         if guidance_scale == 1:
             return self.net(xt, t, labels)
         if guidance_scale == 0:
-            return self.net(xt, t, torch.full_like(labels, self.n_classes))   # the labels are ignored
-        empty = torch.full_like(labels, self.n_classes)
+            return self.net(xt, t, empty)                                 # the labels are ignored
         both = self.net(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([labels, empty]))   # one batch, two calls' worth
         eps_cond, eps_uncond = both.chunk(2)
         return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
-    def _x0_and_eps(self, xt, tt, labels, guidance_scale):
+    def _x0_and_eps(self, xt, tt, labels, guidance_scale, uncond_labels=None):
         """x_0 estimate (clipped for images) and the noise consistent with it."""
-        eps = self.predict_eps(xt, tt, labels, guidance_scale)
+        eps = self.predict_eps(xt, tt, labels, guidance_scale, uncond_labels)
         x0 = self.schedule.predict_x0(xt, tt, eps)
         if self.config.images:
             x0 = x0.clamp(-1, 1)                                          # an image lives in [-1, 1]
@@ -316,7 +358,7 @@ class DDPM(nn.Module):
     @torch.no_grad()
     def sample_ddim(self, n: int, steps: int = 20, eta: float = 0.0, labels=None,
                     generator: torch.Generator | None = None, guidance_scale: float = 1.0,
-                    x_T: torch.Tensor | None = None) -> torch.Tensor:
+                    x_T: torch.Tensor | None = None, uncond_labels=None) -> torch.Tensor:
         """DDIM sampling (Song, Meng and Ermon, 2021, eq. 12) in ``steps`` network calls.
 
         From step t to an earlier step s, with x_0 and eps estimated at t:
@@ -328,17 +370,22 @@ class DDPM(nn.Module):
         ``eta = 1`` with ``steps = T`` is DDPM's sampler with sigma^2 = beta-tilde.
         For ``eta > 0`` with a given ``x_T``, seed ``generator`` differently from
         the generator that made ``x_T``, or the first fresh noise will be x_T itself.
+        ``uncond_labels`` (a negative prompt) replaces "no label" in guidance.
         """
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
         x, labels = self._start(n, labels, x_T, generator)
+        if uncond_labels is not None:
+            if labels is None:
+                raise ValueError("uncond_labels only make sense with labels")
+            uncond_labels = self._check_labels(uncond_labels, n)
         was_training = self.training
         self.eval()
         visit = self.ddim_steps(steps)
         for i, t in enumerate(visit):
             s = visit[i + 1] if i + 1 < len(visit) else -1                # the next (earlier) step; -1 means x_0
             tt = torch.full((n,), t, device=x.device, dtype=torch.long)
-            x0, eps = self._x0_and_eps(x, tt, labels, guidance_scale)
+            x0, eps = self._x0_and_eps(x, tt, labels, guidance_scale, uncond_labels)
             ab_t = self.schedule.alpha_bars[t]
             ab_s = self.schedule.alpha_bars[s] if s >= 0 else torch.ones_like(ab_t)
             sigma = eta * ((1 - ab_s) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_s).sqrt()
@@ -352,9 +399,9 @@ class DDPM(nn.Module):
 def ddpm_loss_fn(model: DDPM, batch) -> torch.Tensor:
     """``loss_fn`` for ``aigc_helpers.train.train``: the batch is ``x`` or ``(x, labels)``.
 
-    Labels are used only when the model's net is conditional.
+    Labels (or token ids) are used only when the model's net is conditional.
     """
     if isinstance(batch, (tuple, list)):
         x, labels = batch[0], batch[1]
-        return model.loss(x, labels if model.n_classes else None)
+        return model.loss(x, labels if model.conditional else None)
     return model.loss(batch)

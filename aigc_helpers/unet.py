@@ -5,7 +5,9 @@
 - ``MLPDenoiser``: for points in the plane, an MLP on (x_t, embedding of t);
 - ``UNet``: for images, a small U-Net (Ronneberger et al., 2015) in the shape
   of DDPM's: residual conv blocks that each receive the step embedding, a
-  downsampling path, an upsampling path, and skip connections between them.
+  downsampling path, an upsampling path, and skip connections between them;
+- ``CrossAttention``: how a text prompt steers a U-Net in Stable Diffusion:
+  every image position is a query over the prompt's token vectors.
 
 Every network here has the same face: ``net(x_t, t) -> eps`` with ``x_t`` of
 shape (B, ...) and ``t`` a (B,) tensor of integer steps; the output has the
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attention import MultiHeadAttention
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -85,6 +89,8 @@ class UNetConfig:
     t_dim: int = 32               # size of the sinusoidal step embedding (Ho et al.: 128)
     groups: int = 8               # GroupNorm groups (Ho et al.: 32)
     n_classes: int = 0            # > 0: conditional on a class label (one extra label means "no label")
+    context_dim: int = 0          # > 0: conditional on token vectors through cross-attention (SD v1: 768)
+    n_head: int = 4               # heads of each cross-attention layer (SD v1: 8)
 
 
 class ResBlock(nn.Module):
@@ -106,8 +112,44 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+class CrossAttention(nn.Module):
+    """Image positions attend to the prompt's tokens: h + Attention(Q = norm(h), K = V = proj(context)).
+
+    The feature map (B, C, H, W) becomes H*W queries of size C; the tokens
+    (B, L, context_dim) are projected to size C to serve as keys and values.
+    Each position takes its own weighted average of the token vectors, so
+    different parts of the image can listen to different words. (Stable
+    Diffusion wraps this in a "spatial transformer" with self-attention and
+    a feed-forward layer too; the cross-attention is the part that reads text.)
+    The output projection starts at zero, so the block starts as the identity.
+    Set ``keep_weights = True`` to keep the last attention weights in
+    ``attn.last_weights`` (B, n_head, H*W, L).
+    """
+
+    def __init__(self, channels: int, context_dim: int, n_head: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(groups, channels), channels)
+        self.context_proj = nn.Linear(context_dim, channels)
+        self.attn = MultiHeadAttention(channels, n_head)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+        self.keep_weights = False
+
+    def forward(self, h: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        B, C, H, W = h.shape
+        q = self.norm(h).flatten(2).transpose(1, 2)                        # (B, H*W, C): one query per position
+        kv = self.context_proj(context)                                    # (B, L, C): one key/value per token
+        mask = None if context_mask is None else context_mask[:, None, None, :]   # (B, 1, 1, L)
+        y = self.attn(q, kv, kv, mask=mask, keep_weights=self.keep_weights)       # (B, H*W, C)
+        return h + y.transpose(1, 2).reshape(B, C, H, W)
+
+
 class UNet(nn.Module):
-    """A small U-Net: down (ResBlock, then halve), a middle ResBlock, up (double, concat skip, ResBlock)."""
+    """A small U-Net: down (ResBlock, then halve), a middle ResBlock, up (double, concat skip, ResBlock).
+
+    With ``context_dim > 0`` a ``CrossAttention`` block follows every ResBlock.
+    """
 
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
@@ -135,12 +177,17 @@ class UNet(nn.Module):
             self.up.append(ResBlock(c_in + chans[i], chans[i], emb_dim, c.groups))
             if i > 0:
                 self.upsample.append(nn.Conv2d(chans[i], chans[i], 3, padding=1))
+        self.attn = None
+        if c.context_dim > 0:                                              # one per ResBlock, in calling order
+            order = chans + [chans[-1]] + list(reversed(chans))            # down, middle, up
+            self.attn = nn.ModuleList(CrossAttention(ch, c.context_dim, c.n_head, c.groups) for ch in order)
         self.out_norm = nn.GroupNorm(min(c.groups, chans[0]), chans[0])
         self.out = nn.Conv2d(chans[0], c.in_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)                                    # start by predicting zero noise
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         if x.dim() != 4 or x.shape[1:] != (c.in_channels, c.image_size, c.image_size):
             raise ValueError(f"expected images (B, {c.in_channels}, {c.image_size}, {c.image_size}), "
@@ -157,16 +204,31 @@ class UNet(nn.Module):
             emb = emb + self.label_emb(labels)                             # (B, 4 t_dim): step and class
         elif labels is not None:
             raise ValueError("this U-Net is unconditional (n_classes = 0); labels must be None")
+        if self.attn is not None:
+            if context is None or context.dim() != 3 or context.shape[0] != len(x) or context.shape[2] != c.context_dim:
+                raise ValueError(f"this U-Net reads a context of shape ({len(x)}, L, {c.context_dim}); got "
+                                 f"{None if context is None else tuple(context.shape)}")
+            if context_mask is not None and context_mask.shape != context.shape[:2]:
+                raise ValueError(f"context_mask must have shape {tuple(context.shape[:2])}, "
+                                 f"got {tuple(context_mask.shape)}")
+        elif context is not None:
+            raise ValueError("this U-Net has no cross-attention (context_dim = 0); context must be None")
+        attn = iter(self.attn) if self.attn is not None else None
+
+        def block_then_attend(block, h):
+            h = block(h, emb)
+            return next(attn)(h, context, context_mask) if attn is not None else h
+
         h = self.inp(x)                                                    # (B, base, H, W)
         skips = []
         for i, block in enumerate(self.down):
-            h = block(h, emb)
+            h = block_then_attend(block, h)
             skips.append(h)                                                # kept for the way up
             if i < len(self.downsample):
                 h = self.downsample[i](h)                                  # (B, ch, H/2, W/2)
-        h = self.mid(h, emb)
+        h = block_then_attend(self.mid, h)
         for i, block in enumerate(self.up):
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)             # skip connection
+            h = block_then_attend(block, torch.cat([h, skips.pop()], dim=1))   # skip connection
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))   # (B, ch, 2H, 2W)
         return self.out(F.silu(self.out_norm(h)))                          # (B, C, H, W): predicted noise

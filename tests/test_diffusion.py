@@ -351,3 +351,163 @@ def test_sample_starts_from_the_given_noise():
     assert torch.equal(path[0][1], x_T)
     with pytest.raises(ValueError, match="x_T must have shape"):
         model.sample(4, x_T=x_T)
+
+
+# --------------------------------------------------------------------------- Stable Diffusion's schedule
+
+
+def test_scaled_linear_betas_have_a_linear_square_root():
+    from aigc_helpers.diffusion import scaled_linear_betas
+    b = scaled_linear_betas(1000).double()
+    assert b.shape == (1000,)
+    assert b[0].item() == pytest.approx(0.00085, rel=1e-5) and b[-1].item() == pytest.approx(0.012, rel=1e-5)
+    t = torch.arange(1000, dtype=torch.float64)
+    root = math.sqrt(0.00085) + t / 999 * (math.sqrt(0.012) - math.sqrt(0.00085))
+    assert torch.allclose(b, root ** 2, rtol=1e-5)                    # sqrt(beta) is linear in t
+    assert not torch.allclose(b, torch.linspace(0.00085, 0.012, 1000, dtype=torch.float64), rtol=1e-2)
+    assert torch.allclose(b.sqrt().diff(), torch.full((999,), (root[1] - root[0]).item(), dtype=torch.float64),
+                          rtol=1e-3)
+    b100 = scaled_linear_betas(100)                                    # rescaled by 1000 / T, as linear_betas
+    assert b100[0].item() == pytest.approx(0.0085, rel=1e-5) and b100[-1].item() == pytest.approx(0.12, rel=1e-5)
+    assert (scaled_linear_betas(5) <= 0.999).all()
+    with pytest.raises(ValueError, match="at least 1"):
+        scaled_linear_betas(0)
+
+
+def test_scaled_linear_alpha_bar_is_stable_diffusions():
+    s = NoiseSchedule.scaled_linear(1000)
+    assert s.T == 1000
+    assert s.alpha_bars[-1].item() == pytest.approx(0.0047, abs=1e-3)  # diffusers' final alphas_cumprod: 0.00466
+    assert s.alpha_bars[0].item() == pytest.approx(1 - 0.00085, rel=1e-6)
+    assert (s.alpha_bars.diff() < 0).all()
+    for T in (500, 200, 100):                                          # rescaled: about the same end point
+        assert NoiseSchedule.scaled_linear(T).alpha_bars[-1].item() == pytest.approx(0.0047, rel=0.25)
+    # it stops short of pure noise, unlike the linear schedule
+    assert s.alpha_bars[-1] > 10 * NoiseSchedule.linear(1000).alpha_bars[-1]
+
+
+def test_ddpm_config_accepts_scaled_linear_only_among_new_names():
+    model = DDPM(nn.Identity(), (2,), DDPMConfig(T=50, schedule="scaled_linear", images=False))
+    assert torch.equal(model.schedule.betas, NoiseSchedule.scaled_linear(50).betas)
+    with pytest.raises(ValueError, match="scaled_linear"):
+        DDPM(nn.Identity(), (2,), DDPMConfig(schedule="bogus"))
+
+
+# --------------------------------------------------------------------------- conditions other than class labels
+
+
+class TokenSpy(nn.Module):
+    """A net whose condition is token ids (B, L), like text2image.TextConditionedUNet: records what it gets."""
+
+    def __init__(self, L=5, vocab=9):
+        super().__init__()
+        self.L, self.vocab, self.seen = L, vocab, []
+
+    def null_condition(self, ids):
+        empty = torch.zeros_like(ids)
+        empty[:, 0] = 1
+        return empty
+
+    def check_condition(self, ids, n):
+        ids = ids.long()
+        if ids.shape != (n, self.L) or (ids[:, 0] != 1).any() or (ids >= self.vocab).any():
+            raise ValueError(f"bad token ids of shape {tuple(ids.shape)}")
+        return ids
+
+    def forward(self, x, t, labels=None):
+        self.seen.append(labels)
+        if labels is None:
+            return torch.zeros_like(x)
+        # a condition-dependent, x-dependent output: each row's ids weighted by position
+        w = (labels.float() * torch.arange(1, labels.shape[1] + 1)).sum(1)        # (B,)
+        return 0.01 * w.view(-1, *[1] * (x.dim() - 1)) * torch.ones_like(x) + 0.1 * x
+
+
+def random_token_ids(n, L=5, vocab=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, vocab, (n, L), generator=g)
+    ids[:, 0] = 1
+    return ids
+
+
+def test_token_conditions_make_a_conditional_ddpm():
+    spy = TokenSpy()
+    model = DDPM(spy, (2,), DDPMConfig(T=10, images=False))
+    assert model.n_classes == 0 and model.conditional
+    ids = random_token_ids(4)
+    assert torch.equal(model._null(ids), torch.tensor([[1, 0, 0, 0, 0]] * 4))
+    assert not DDPM(MLPDenoiser(2, 8, 1, 8), (2,), DDPMConfig(T=10, images=False)).conditional
+    assert random_unet_ddpm(n_classes=3).conditional
+    assert torch.equal(random_unet_ddpm(n_classes=3)._null(torch.tensor([0, 2])), torch.tensor([3, 3]))
+    # the net's check_condition is the one used
+    with pytest.raises(ValueError, match="bad token ids"):
+        model.sample_ddim(4, steps=2, labels=ids[:, :3])
+    with pytest.raises(ValueError, match="bad token ids"):
+        model.sample_ddim(3, steps=2, labels=ids)
+    # ddpm_loss_fn passes token ids along
+    ddpm_loss_fn(model, (torch.zeros(4, 2), ids))
+    assert torch.equal(spy.seen[-1], ids)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25])
+def test_label_dropout_replaces_whole_rows_of_token_ids(p):
+    spy = TokenSpy()
+    model = DDPM(spy, (2,), DDPMConfig(T=10, images=False, p_uncond=p))
+    n = 20_000
+    ids = random_token_ids(n, seed=1)
+    model.loss(torch.zeros(n, 2), ids, generator=torch.Generator().manual_seed(0))
+    got = spy.seen[-1]
+    assert got.shape == ids.shape
+    dropped = (got == model._null(ids)).all(1)                         # rows that became the empty prompt
+    kept = (got == ids).all(1)
+    assert (dropped | kept).all()                                      # never a partly dropped row
+    assert dropped.float().mean().item() == pytest.approx(p, abs=0.015)
+
+
+def test_guidance_with_token_ids_and_a_negative_prompt():
+    spy = TokenSpy()
+    model = DDPM(spy, (2,), DDPMConfig(T=10, images=False))
+    g = torch.Generator().manual_seed(0)
+    xt, t = torch.randn(3, 2, generator=g), torch.tensor([1, 5, 9])
+    ids, neg = random_token_ids(3, seed=2), random_token_ids(3, seed=3)
+    empty = model._null(ids)
+    cond, uncond, negative = spy(xt, t, ids), spy(xt, t, empty), spy(xt, t, neg)
+    assert not torch.allclose(cond, uncond) and not torch.allclose(uncond, negative)
+    assert torch.allclose(model.predict_eps(xt, t, ids), cond)
+    assert torch.allclose(model.predict_eps(xt, t, ids, 4.0), uncond + 4 * (cond - uncond), atol=1e-5)
+    assert torch.allclose(model.predict_eps(xt, t, ids, 4.0, uncond_labels=neg),
+                          negative + 4 * (cond - negative), atol=1e-5)
+    assert torch.allclose(model.predict_eps(xt, t, ids, 0.0, uncond_labels=neg), negative, atol=1e-6)
+    assert torch.allclose(model.predict_eps(xt, t, ids, 1.0, uncond_labels=neg), cond)   # s = 1: no mix
+
+
+def test_ddim_with_a_negative_prompt():
+    spy = TokenSpy()
+    model = DDPM(spy, (2,), DDPMConfig(T=20, images=False))
+    ids, neg = random_token_ids(3, seed=2), random_token_ids(3, seed=3)
+    x_T = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    plain = model.sample_ddim(3, steps=4, labels=ids, guidance_scale=3.0, x_T=x_T)
+    empty_neg = model.sample_ddim(3, steps=4, labels=ids, guidance_scale=3.0, x_T=x_T,
+                                  uncond_labels=model._null(ids))
+    negative = model.sample_ddim(3, steps=4, labels=ids, guidance_scale=3.0, x_T=x_T, uncond_labels=neg)
+    assert torch.allclose(plain, empty_neg)                            # the empty prompt is the default
+    assert not torch.allclose(plain, negative, atol=1e-3)
+    assert any(s is not None and torch.equal(s[3:], neg) for s in spy.seen)   # the net saw the negative prompt
+    with pytest.raises(ValueError, match="bad token ids"):
+        model.sample_ddim(3, steps=4, labels=ids, guidance_scale=3.0, uncond_labels=neg[:2])
+    with pytest.raises(ValueError, match="only make sense with labels"):
+        model.sample_ddim(3, steps=4, uncond_labels=neg)
+
+
+def test_class_labels_with_a_negative_label():
+    model = random_unet_ddpm(T=20, n_classes=3).eval()
+    nn.init.normal_(model.net.label_emb.weight)
+    g = torch.Generator().manual_seed(0)
+    xt, t = torch.randn(2, 1, 4, 4, generator=g), torch.tensor([3, 12])
+    labels, neg = torch.tensor([0, 1]), torch.tensor([2, 2])
+    with torch.no_grad():
+        cond, negative = model.net(xt, t, labels), model.net(xt, t, neg)
+        assert torch.allclose(model.predict_eps(xt, t, labels, 2.0, uncond_labels=neg),
+                              2 * cond - negative, atol=1e-5)
+    with pytest.raises(ValueError, match="0..2"):
+        model.sample_ddim(2, steps=2, labels=labels, guidance_scale=2.0, uncond_labels=torch.tensor([0, 3]))
