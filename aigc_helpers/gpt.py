@@ -23,6 +23,7 @@ from torch import nn
 
 from .attention import causal_mask, scaled_dot_product_attention
 from .decoding import sample_next
+from .train import fused_adamw
 
 
 @dataclass
@@ -196,10 +197,7 @@ class GPT(nn.Module):
         decay = [p for p in self.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.parameters() if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        try:   # one fused kernel for the whole update (CPU and CUDA, PyTorch >= 2.4): fewer, bigger operations
-            return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return fused_adamw(groups, lr=lr, betas=betas)   # one fused kernel for the whole update
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,

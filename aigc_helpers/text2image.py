@@ -238,12 +238,14 @@ class TextConditionedUNet(nn.Module):
 
     @torch.no_grad()
     def cross_attention_maps(self, x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Where each token is read: attention weights (B, L, H, W) at the U-Net's full resolution.
+        """Where each token is read: attention weights (B, L, h, w) at the finest level that has them.
 
-        Averaged over the heads and over the two cross-attention layers at
-        full resolution, after the first down block and after the last up block.
+        Averaged over the heads and over every cross-attention layer at that
+        level. With all levels on, those are the two at full resolution: after
+        the first down block and after the last up block.
         """
-        layers = [self.unet.attn[0], self.unet.attn[-1]]
+        finest = min(self.unet.attn_level)
+        layers = [layer for layer, level in zip(self.unet.attn, self.unet.attn_level) if level == finest]
         for layer in layers:
             layer.keep_weights = True
         try:

@@ -109,6 +109,21 @@ def default_loss(model: nn.Module, batch) -> torch.Tensor:
     return loss
 
 
+def fused_adamw(params, **kwargs) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(params, **kwargs)`` with PyTorch's fused kernel where it has one.
+
+    The fused kernel (CPU and CUDA, PyTorch >= 2.4) updates every parameter in
+    one operation instead of a few per tensor: the same formula, and on a small
+    model several milliseconds a step faster. Older versions fall back to the
+    default implementation.
+    """
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def train(
     model: nn.Module,
     data,

@@ -91,6 +91,8 @@ class UNetConfig:
     n_classes: int = 0            # > 0: conditional on a class label (one extra label means "no label")
     context_dim: int = 0          # > 0: conditional on token vectors through cross-attention (SD v1: 768)
     n_head: int = 4               # heads of each cross-attention layer (SD v1: 8)
+    attn_levels: tuple | None = None   # levels (0 = full resolution) with cross-attention; None: all.
+                                       # The middle block always has it. (SD v1: all but the lowest.)
 
 
 class ResBlock(nn.Module):
@@ -130,7 +132,9 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(min(groups, channels), channels)
         self.context_proj = nn.Linear(context_dim, channels)
-        self.attn = MultiHeadAttention(channels, n_head)
+        # the explicit softmax(QK^T / sqrt(d)) V: for heads of 4 to 8 values over a few tokens it is
+        # faster on a CPU than PyTorch's fused kernel, and it is the same mathematics
+        self.attn = MultiHeadAttention(channels, n_head, fast=False)
         nn.init.zeros_(self.attn.out_proj.weight)
         nn.init.zeros_(self.attn.out_proj.bias)
         self.keep_weights = False
@@ -148,7 +152,8 @@ class CrossAttention(nn.Module):
 class UNet(nn.Module):
     """A small U-Net: down (ResBlock, then halve), a middle ResBlock, up (double, concat skip, ResBlock).
 
-    With ``context_dim > 0`` a ``CrossAttention`` block follows every ResBlock.
+    With ``context_dim > 0`` a ``CrossAttention`` block follows the middle
+    ResBlock and every ResBlock at the levels in ``attn_levels`` (all by default).
     """
 
     def __init__(self, config: UNetConfig = UNetConfig()):
@@ -178,9 +183,18 @@ class UNet(nn.Module):
             if i > 0:
                 self.upsample.append(nn.Conv2d(chans[i], chans[i], 3, padding=1))
         self.attn = None
-        if c.context_dim > 0:                                              # one per ResBlock, in calling order
-            order = chans + [chans[-1]] + list(reversed(chans))            # down, middle, up
-            self.attn = nn.ModuleList(CrossAttention(ch, c.context_dim, c.n_head, c.groups) for ch in order)
+        self.attn_slots: list[bool] = []                                   # per ResBlock, in calling order
+        self.attn_level: list[int] = []                                    # per cross-attention layer
+        if c.context_dim > 0:
+            n = len(chans)
+            levels = set(range(n)) if c.attn_levels is None else set(c.attn_levels)
+            if not levels <= set(range(n)):
+                raise ValueError(f"attn_levels must be in 0..{n - 1} (0 = full resolution), got {c.attn_levels}")
+            order = list(range(n)) + [n - 1] + list(reversed(range(n)))   # the level of each ResBlock: down, middle, up
+            self.attn_slots = [i == n or level in levels for i, level in enumerate(order)]
+            self.attn_level = [level for level, on in zip(order, self.attn_slots) if on]
+            self.attn = nn.ModuleList(CrossAttention(chans[level], c.context_dim, c.n_head, c.groups)
+                                      for level in self.attn_level)
         self.out_norm = nn.GroupNorm(min(c.groups, chans[0]), chans[0])
         self.out = nn.Conv2d(chans[0], c.in_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)                                    # start by predicting zero noise
@@ -214,10 +228,11 @@ class UNet(nn.Module):
         elif context is not None:
             raise ValueError("this U-Net has no cross-attention (context_dim = 0); context must be None")
         attn = iter(self.attn) if self.attn is not None else None
+        slots = iter(self.attn_slots)
 
         def block_then_attend(block, h):
             h = block(h, emb)
-            return next(attn)(h, context, context_mask) if attn is not None else h
+            return next(attn)(h, context, context_mask) if attn is not None and next(slots) else h
 
         h = self.inp(x)                                                    # (B, base, H, W)
         skips = []

@@ -16,7 +16,7 @@ import torch
 from .core import budget, get_device, set_seed
 from .data import TextData, char_dataset, load_shakespeare
 from .gpt import GPT, GPTConfig
-from .train import History, load_or_train, train
+from .train import History, fused_adamw, load_or_train, train
 
 
 @dataclass
@@ -77,11 +77,7 @@ def train_lm(model: torch.nn.Module, data: TextData, block_size: int, recipe: LM
     if optimizer is None and hasattr(model, "configure_optimizer"):
         optimizer = model.configure_optimizer(recipe.lr, recipe.weight_decay, recipe.betas)
     elif optimizer is None:
-        kw = dict(lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-        try:   # the fused kernel (PyTorch >= 2.4) is faster on CPU and GPU
-            optimizer = torch.optim.AdamW(model.parameters(), fused=True, **kw)
-        except (RuntimeError, TypeError, ValueError):
-            optimizer = torch.optim.AdamW(model.parameters(), **kw)
+        optimizer = fused_adamw(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     return train(model, lambda: data.batch("train", block_size, recipe.batch_size, generator=g), recipe.steps,
                  optimizer=optimizer, grad_clip=recipe.grad_clip, warmup=recipe.warmup, lr_min=recipe.lr_min,
                  lr=recipe.lr, eval_fn=eval_fn or (lambda m: estimate_loss(m, data, block_size, batches=recipe.eval_batches)),

@@ -175,11 +175,11 @@ def test_text_encoder_errors(tok):
 # --------------------------------------------------------------------------- the text-conditioned U-Net
 
 
-def small_text_unet(vocab_size, image_size=4, channels=2, mults=(1, 2)):
+def small_text_unet(vocab_size, image_size=4, channels=2, mults=(1, 2), attn_levels=None):
     enc = small_encoder(vocab_size)
     set_seed(1)
     unet = UNet(UNetConfig(in_channels=channels, image_size=image_size, base=8, mults=mults, t_dim=8, groups=4,
-                           context_dim=16, n_head=2))
+                           context_dim=16, n_head=2, attn_levels=attn_levels))
     net = TextConditionedUNet(enc, unet).eval()
     torch.manual_seed(2)                                                 # an untrained net that is not silent
     nn.init.normal_(unet.out.weight, std=0.3)
@@ -275,6 +275,20 @@ def test_cross_attention_maps(tok):
     w = (net.unet.attn[0].attn.last_weights + net.unet.attn[-1].attn.last_weights).mean(1) / 2   # (B, 64, L)
     assert torch.allclose(maps, w.transpose(1, 2).reshape(2, 10, 8, 8), atol=1e-6)
     assert not torch.allclose(maps[0], maps[1], atol=1e-4)              # different prompts, different maps
+
+
+def test_cross_attention_maps_at_the_finest_level_with_attention(tok):
+    net = small_text_unet(tok.vocab_size, image_size=8, channels=1, attn_levels=(1,))   # no 8x8 cross-attention
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 9])
+    ids = tok.encode(["a dark sneaker", "a bag"])
+    maps = net.cross_attention_maps(x, t, ids)
+    assert maps.shape == (2, 10, 4, 4)
+    for layer in net.unet.attn:                                          # down, middle and up, all at 4x4
+        layer.keep_weights = True
+    with torch.no_grad():
+        net(x, t, ids)
+    w = torch.stack([layer.attn.last_weights for layer in net.unet.attn]).mean(dim=(0, 2))   # (B, 16, L)
+    assert torch.allclose(maps, w.transpose(1, 2).reshape(2, 10, 4, 4), atol=1e-6)
 
 
 # --------------------------------------------------------------------------- the pipeline

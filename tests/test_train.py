@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from aigc_helpers import set_seed
-from aigc_helpers.train import History, config_key, load_checkpoint, load_or_train, lr_at, save_checkpoint, train
+from aigc_helpers.train import (History, config_key, fused_adamw, load_checkpoint, load_or_train, lr_at, save_checkpoint,
+                                train)
 
 
 class Regressor(nn.Module):
@@ -99,6 +100,27 @@ def test_lr_schedule_warmup_then_cosine():
 def test_scheduler_is_applied_in_train():
     h = train(Regressor(), lambda: make_batch(), 20, lr=0.1, warmup=5, lr_min=0.01, device="cpu", progress=False)
     assert h.lr[0] == pytest.approx(0.02) and h.lr[4] == pytest.approx(0.1) and h.lr[-1] < 0.02
+
+
+def test_fused_adamw_makes_the_same_updates_as_adamw():
+    def run(make):
+        set_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+        opt = make(model.parameters())
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            x = torch.randn(16, 4, generator=g)
+            loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return opt, torch.cat([p.detach().flatten() for p in model.parameters()])
+    opt, fused = run(lambda ps: fused_adamw(ps, lr=1e-2, weight_decay=0.1))
+    _, plain = run(lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1))
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.1
+    assert torch.allclose(fused, plain, atol=1e-6)
+    _, untrained = run(lambda ps: fused_adamw(ps, lr=0.0))
+    assert not torch.allclose(fused, untrained, atol=1e-3)              # the comparison above can fail
 
 
 def test_checkpoint_roundtrip_and_config_check(tmp_path):

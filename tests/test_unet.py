@@ -195,6 +195,26 @@ def test_context_unet_errors():
         plain(x, t, context=torch.randn(2, 4, 6))
 
 
+def test_attn_levels_choose_where_the_prompt_is_read():
+    net = context_unet(attn_levels=(1,))                                # 4x4 and the middle only
+    assert len(net.attn) == 3 and net.attn_level == [1, 1, 1]
+    assert net.attn_slots == [False, True, True, True, False]           # down 8x8, down 4x4, middle, up 4x4, up 8x8
+    wake_up(net)
+    x, t, ctx = torch.randn(2, 1, 8, 8), torch.tensor([3, 7]), torch.randn(2, 5, 6)
+    for layer in net.attn:
+        layer.keep_weights = True
+    out = net(x, t, context=ctx)
+    assert all(layer.attn.last_weights.shape == (2, 2, 16, 5) for layer in net.attn)   # every one at 4x4
+    assert not torch.allclose(out, net(x, t, context=torch.randn(2, 5, 6)), atol=1e-4)  # it still reads the prompt
+    middle_only = context_unet(attn_levels=())
+    assert len(middle_only.attn) == 1 and middle_only.attn_level == [1]
+    full = context_unet(attn_levels=(0, 1))
+    assert full.attn_level == [0, 1, 1, 1, 0] and sum(p.numel() for p in full.parameters()) > \
+        sum(p.numel() for p in net.parameters())
+    with pytest.raises(ValueError, match="attn_levels must be in 0..1"):
+        context_unet(attn_levels=(2,))
+
+
 def test_keep_weights_gives_attention_rows_that_sum_to_one():
     net = context_unet(n_head=2)
     x, t, ctx = torch.randn(2, 1, 8, 8), torch.tensor([3, 7]), torch.randn(2, 5, 6)
