@@ -29,6 +29,8 @@ from here. One module per idea:
     unet        the denoisers: step embedding, an MLP for points, a small U-Net for images, cross-attention
     autoencoder the first stage of latent diffusion: a convolutional autoencoder with a KL-regularised latent
     text2image  Stable Diffusion in miniature: captions, a text encoder, a text-conditioned U-Net, a pipeline
+    vq          discrete image tokens: a vector-quantised autoencoder with codebook restarts
+    dalle       DALL-E in miniature: a GPT over prompt and image tokens, guidance on logits, a pipeline
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize

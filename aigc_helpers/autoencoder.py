@@ -18,7 +18,7 @@ standard deviation, the scale the noise schedule expects. For Stable
 Diffusion's autoencoder that constant is 0.18215; ``latent_scale`` measures
 ours the same way.
 
-Reading order: ``AutoencoderConfig``, ``ResidualConv``, ``Autoencoder``
+Reading order: ``AutoencoderConfig``, ``ResidualConv``, ``conv_encoder``, ``conv_decoder``, ``Autoencoder``
 (``encode``, ``decode``, ``forward``), ``autoencoder_loss``, ``latent_scale``.
 """
 
@@ -55,6 +55,27 @@ class ResidualConv(nn.Module):
         return x + self.conv(F.silu(self.norm(x)))
 
 
+def conv_encoder(in_channels: int, channels: tuple, out_channels: int, groups: int) -> nn.Sequential:
+    """Image -> feature map halved len(channels) times: [stride-2 4x4 conv, residual block, SiLU] per halving."""
+    layers, prev = [], in_channels
+    for ch in channels:
+        layers += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), ResidualConv(ch, groups), nn.SiLU()]
+        prev = ch
+    layers.append(nn.Conv2d(prev, out_channels, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+def conv_decoder(latent_channels: int, channels: tuple, out_channels: int, groups: int) -> nn.Sequential:
+    """The mirror of :func:`conv_encoder`: stride-2 transposed convolutions back to full size (logits)."""
+    layers = [nn.Conv2d(latent_channels, channels[-1], 3, padding=1), ResidualConv(channels[-1], groups)]
+    outs = list(reversed(channels[:-1])) + [out_channels]
+    for ch_in, ch_out in zip(reversed(channels), outs):
+        layers += [nn.SiLU(), nn.ConvTranspose2d(ch_in, ch_out, 4, stride=2, padding=1)]
+        if ch_out != out_channels:
+            layers.append(ResidualConv(ch_out, groups))
+    return nn.Sequential(*layers)
+
+
 class Autoencoder(nn.Module):
     """Image (B, C, H, W) in [0, 1] <-> latent (B, latent_channels, H / f, W / f), f = 2^len(channels).
 
@@ -68,19 +89,8 @@ class Autoencoder(nn.Module):
         if c.image_size % self.factor_of(c):
             raise ValueError(f"image_size {c.image_size} cannot be halved {len(c.channels)} times")
         self.config = c
-        enc, prev = [], c.in_channels
-        for ch in c.channels:
-            enc += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), ResidualConv(ch, c.groups), nn.SiLU()]
-            prev = ch
-        enc.append(nn.Conv2d(prev, 2 * c.latent_channels, 3, padding=1))       # mu and log sigma^2
-        self.encoder = nn.Sequential(*enc)
-        dec = [nn.Conv2d(c.latent_channels, c.channels[-1], 3, padding=1), ResidualConv(c.channels[-1], c.groups)]
-        outs = list(reversed(c.channels[:-1])) + [c.in_channels]
-        for ch_in, ch_out in zip(reversed(c.channels), outs):
-            dec += [nn.SiLU(), nn.ConvTranspose2d(ch_in, ch_out, 4, stride=2, padding=1)]
-            if ch_out != c.in_channels:
-                dec.append(ResidualConv(ch_out, c.groups))
-        self.decoder = nn.Sequential(*dec)                                      # ends in logits
+        self.encoder = conv_encoder(c.in_channels, c.channels, 2 * c.latent_channels, c.groups)   # mu, log sigma^2
+        self.decoder = conv_decoder(c.latent_channels, c.channels, c.in_channels, c.groups)      # ends in logits
 
     @staticmethod
     def factor_of(config: AutoencoderConfig) -> int:
