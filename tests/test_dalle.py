@@ -13,12 +13,24 @@ def tok():
     return WordTokenizer(["a", "dark", "light", "bag", "boot"], max_len=4)
 
 
-def small(tok, **kw):
+def small(tok, taught=False, **kw):
     set_seed(0)
     cfg = dict(text_vocab=tok.vocab_size, text_len=tok.max_len, n_codes=6, image_tokens=4, n_layer=2, n_head=2,
                n_embd=16, p_uncond=0.0)
     cfg.update(kw)
-    return MiniDalle(DalleConfig(**cfg)).eval()
+    model = MiniDalle(DalleConfig(**cfg))
+    if taught:                                  # a little training, so that the prompt and its absence both matter
+        model.config.p_uncond = 0.3
+        ids = tok.encode(["a dark bag", "boot"] * 4)
+        codes = torch.tensor([[0, 1, 2, 3], [5, 4, 4, 1]] * 4)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            loss = model(ids, codes)[1]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.config.p_uncond = 0.0
+    return model.eval()
 
 
 def test_forward_is_the_gpt_on_prompt_then_codes(tok):
@@ -62,7 +74,7 @@ def test_caption_dropout_uses_the_empty_prompt(tok):
 
 
 def test_generate_matches_a_loop_without_cache_and_mixes_the_logits(tok):
-    model = small(tok)
+    model = small(tok, taught=True)
     ids = tok.encode(["a dark bag", "boot"])
     for s in (1.0, 2.5):
         codes = model.generate(ids, guidance_scale=s, temperature=0)     # greedy
@@ -75,6 +87,10 @@ def test_generate_matches_a_loop_without_cache_and_mixes_the_logits(tok):
             mixed = uncond + s * (cond - uncond)
             expect = torch.cat([expect, mixed.argmax(-1, keepdim=True)], 1)
         assert torch.equal(codes, expect)
+    null = tok.encode(["", ""])
+    unguided = model.generate(ids, guidance_scale=0.0, temperature=0)     # s = 0: the empty prompt's logits alone
+    assert torch.equal(unguided, model.generate(null, guidance_scale=1.0, temperature=0))
+    assert not torch.equal(unguided, model.generate(ids, guidance_scale=1.0, temperature=0))   # the test has power
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(model.generate(ids, 3.0, generator=g1), model.generate(ids, 3.0, generator=g2))
     prefix = torch.tensor([[5, 5], [0, 1]])
@@ -117,11 +133,14 @@ def test_a_tiny_model_learns_prompt_to_image_tokens(tok):
 def test_pipeline(tok):
     set_seed(1)
     vq = VQAutoencoder(VQConfig(image_size=8, channels=(8, 8), code_dim=4, n_codes=6, groups=4)).eval()
-    model = small(tok)
+    model = small(tok, taught=True)
     pipe = DallePipeline(vq, model, tok)
     images, codes = pipe(["a bag", "boot"], num_images_per_prompt=3, return_codes=True,
                          generator=torch.Generator().manual_seed(0))
     assert images.shape == (6, 1, 8, 8) and codes.shape == (6, 2, 2)
+    greedy = pipe(["a dark bag", "boot"], num_images_per_prompt=3, temperature=0, return_codes=True)[1]
+    assert all(torch.equal(greedy[i], greedy[i // 3 * 3]) for i in range(6))   # prompts in order, 3 images each
+    assert not torch.equal(greedy[0], greedy[3])
     assert images.min() >= 0 and images.max() <= 1
     assert torch.allclose(images, vq.decode(codes), atol=1e-6)
     with pytest.raises(ValueError, match="num_images_per_prompt"):
