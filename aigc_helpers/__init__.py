@@ -31,6 +31,7 @@ from here. One module per idea:
     text2image  Stable Diffusion in miniature: captions, a text encoder, a text-conditioned U-Net, a pipeline
     vq          discrete image tokens: a vector-quantised autoencoder with codebook restarts
     dalle       DALL-E in miniature: a GPT over prompt and image tokens, guidance on logits, a pipeline
+    mathcheck   Part V's formulas (softmax, log-sum-exp, cross-entropy, their derivatives) and finite differences
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
