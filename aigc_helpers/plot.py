@@ -1,4 +1,4 @@
-"""Figures every chapter uses: image grids, loss curves, heat maps, 2-D data.
+"""Figures every chapter uses: image grids, loss curves, heat maps, 2-D data, text-to-image checks.
 
 Each function draws on a given ``ax`` (or makes a new figure), always sets a
 title and axis labels, and returns the ``Axes`` so a notebook can add to it.
@@ -165,3 +165,71 @@ def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], x, labels
     ax.figure.colorbar(cs, ax=ax, fraction=0.046, pad=0.04, label="P(class 1)")
     scatter_2d(p, labels, ax=ax, title=title, s=8, alpha=0.8)
     return ax
+
+
+def guidance_sweep(sweep: dict, class_names: Sequence[str], *, per_class: int, show_scale: float = 3.0,
+                   n_show: int = 8, chance: float | None = None):
+    """The guidance-scale figure of the text-to-image chapters; returns ``(fig, axes)``.
+
+    ``sweep`` maps each guidance scale to ``{"accuracy", "fid", "images"}``, where ``images``
+    ``(n_classes * per_class, 1, h, w)`` hold ``per_class`` samples of each class in turn. Left:
+    the judge's accuracy and the classifier-FID against the scale; right: ``n_show`` samples per
+    class (one column per class) at ``show_scale``.
+    """
+    k = len(class_names)
+    images = _np(sweep[show_scale]["images"])
+    if images.ndim != 4 or len(images) != k * per_class or n_show > per_class:
+        raise ValueError(f"expected {k} x {per_class} images (N, C, h, w) and n_show <= per_class, "
+                         f"got {images.shape} and n_show={n_show}")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), width_ratios=[1, 1.6])
+    scales = list(sweep)
+    axes[0].plot(scales, [sweep[s]["accuracy"] for s in scales], "o-", label="judge's accuracy")
+    axes[0].axhline(1 / k if chance is None else chance, color="gray", ls=":", label="chance")
+    axes[0].set(xlabel="guidance scale s", ylabel="accuracy", ylim=(0, 1), title="Does the garment match the prompt?")
+    twin = axes[0].twinx()
+    twin.plot(scales, [sweep[s]["fid"] for s in scales], "s--", color="C3", label="classifier-FID")
+    twin.set_ylabel("classifier-FID (lower is better)", color="C3")
+    axes[0].legend(loc="center right")
+    axes[0].grid(alpha=0.3)
+    _, c, h, w = images.shape
+    grid = images.reshape(k, per_class, c, h, w)[:, :n_show].transpose(1, 0, 2, 3, 4).reshape(-1, c, h, w)
+    axes[1].imshow(tile(grid, k)[0], cmap="gray", vmin=0, vmax=1)
+    axes[1].set_xticks(np.arange(k) * (w + 1) + w // 2, class_names, rotation=30, fontsize=8)
+    axes[1].set_yticks([])
+    axes[1].set_title(f"guidance scale {show_scale:g}: {n_show} samples per prompt (columns)")
+    fig.tight_layout()
+    return fig, axes
+
+
+def shade_pairs(dark, light, dark_shades, light_shades, medians, class_names: Sequence[str], *, pair_title: str):
+    """The shade-word figure of the text-to-image chapters; returns ``(fig, axes)``.
+
+    ``dark`` and ``light`` are images ``(n_classes * n, 1, h, w)`` drawn for "a dark ..." and
+    "a light ..." of each class in turn, and ``dark_shades``, ``light_shades`` their shades
+    ``(n_classes, n)``; ``medians`` the classes' median shades. Left: the mean shade per class
+    against the median; right: the first dark and light image of each class.
+    """
+    k = len(class_names)
+    dark, light = torch.as_tensor(dark), torch.as_tensor(light)
+    if dark.shape != light.shape or dark.dim() != 4 or len(dark) % k:
+        raise ValueError(f"expected two equal image batches (k * n, C, h, w) for k = {k} classes, "
+                         f"got {tuple(dark.shape)} and {tuple(light.shape)}")
+    n = len(dark) // k
+    if tuple(dark_shades.shape) != (k, n) or tuple(light_shades.shape) != (k, n):
+        raise ValueError(f"expected shades of shape ({k}, {n})")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), width_ratios=[1, 1.5])
+    x = np.arange(k)
+    axes[0].bar(x - 0.2, _np(dark_shades).mean(1), 0.4, label='"a dark ..."', color="0.3")
+    axes[0].bar(x + 0.2, _np(light_shades).mean(1), 0.4, label='"a light ..."', color="0.75", edgecolor="0.3")
+    axes[0].plot(x, _np(medians), "r_", ms=18, mew=2, label="class median (training data)")
+    axes[0].set_xticks(x, class_names, rotation=40, fontsize=8)
+    axes[0].set(ylabel=f"mean shade of {n} samples", title="The shade word, measured", ylim=(0, 1.05))
+    axes[0].legend(fontsize=8, ncol=3, loc="upper left")
+    h = dark.shape[-2]
+    firsts = torch.cat([dark.view(k, n, *dark.shape[1:])[:, 0], light.view(k, n, *light.shape[1:])[:, 0]])
+    axes[1].imshow(tile(firsts, k)[0], cmap="gray", vmin=0, vmax=1)
+    axes[1].set_yticks([h // 2, h + 1 + h // 2], ['"dark"', '"light"'])
+    axes[1].set_xticks([])
+    axes[1].set_title(pair_title)
+    fig.tight_layout()
+    return fig, axes

@@ -35,3 +35,38 @@ def test_image_grid_still_draws_the_tiled_grid():
     shown = ax.get_images()[0].get_array()
     assert shown.shape == (2 * 9 + 1, 3 * 9 + 1)
     matplotlib.pyplot.close("all")
+
+
+def test_guidance_sweep_places_samples_of_each_class_in_its_column():
+    import matplotlib.pyplot as plt
+    k, per, h = 3, 4, 5
+    images = torch.zeros(k * per, 1, h, h)
+    for c in range(k):
+        images[c * per:(c + 1) * per] = (c + 1) / 4                      # class c has value (c + 1) / 4
+    sweep = {1.0: {"accuracy": 0.2, "fid": 90.0, "images": images}, 3.0: {"accuracy": 0.7, "fid": 60.0, "images": images}}
+    fig, axes = plot.guidance_sweep(sweep, ["a", "b", "c"], per_class=per, show_scale=3.0, n_show=2)
+    shown = axes[1].images[0].get_array()
+    assert shown.shape == (2 * h + 1, k * h + k - 1)                    # 2 rows of samples, 3 columns
+    for c in range(k):
+        assert np.allclose(shown[:h, c * (h + 1):c * (h + 1) + h], (c + 1) / 4)
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["a", "b", "c"]
+    assert list(axes[0].lines[0].get_ydata()) == [0.2, 0.7]
+    with pytest.raises(ValueError, match="n_show"):
+        plot.guidance_sweep(sweep, ["a", "b", "c"], per_class=per, n_show=5)
+    plt.close("all")
+
+
+def test_shade_pairs_shows_means_and_the_first_pair_of_each_class():
+    import matplotlib.pyplot as plt
+    k, n, h = 2, 3, 4
+    dark, light = torch.full((k * n, 1, h, h), 0.2), torch.full((k * n, 1, h, h), 0.8)
+    ds, ls = torch.tensor([[0.1, 0.2, 0.3], [0.3, 0.3, 0.3]]), torch.tensor([[0.7, 0.8, 0.9], [0.6, 0.6, 0.6]])
+    fig, axes = plot.shade_pairs(dark, light, ds, ls, torch.tensor([0.5, 0.4]), ["x", "y"], pair_title="pairs")
+    heights = [p.get_height() for p in axes[0].patches]
+    assert np.allclose(heights, [0.2, 0.3, 0.8, 0.6])
+    shown = axes[1].images[0].get_array()
+    assert shown.shape == (2 * h + 1, k * h + 1) and np.allclose(shown[:h, :h], 0.2) and np.allclose(shown[-h:, :h], 0.8)
+    assert axes[1].get_title() == "pairs"
+    with pytest.raises(ValueError, match="shades of shape"):
+        plot.shade_pairs(dark, light, ds[:, :2], ls, torch.tensor([0.5, 0.4]), ["x", "y"], pair_title="")
+    plt.close("all")
