@@ -12,7 +12,7 @@ where eps = 1e-6 leaves an error near 1e-10 for smooth functions; float32
 would drown the difference in rounding.
 
 Reading order: ``logsumexp``, ``softmax``, ``log_softmax``, ``cross_entropy``,
-``softmax_jacobian``, ``cross_entropy_grad``, ``numerical_grad``,
+``softmax_jacobian``, ``cross_entropy_grad``, ``normal_kl``, ``numerical_grad``,
 ``numerical_jacobian``, ``relative_error``.
 """
 
@@ -64,6 +64,20 @@ def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     """Gradient of :func:`cross_entropy` with respect to the logits: (softmax(logits) - onehot(targets)) / N."""
     onehot = torch.zeros_like(logits).scatter_(1, targets.long()[:, None], 1.0)
     return (softmax(logits) - onehot) / len(logits)
+
+
+def normal_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
+    """KL( N(mean1, var1) || N(mean2, var2) ) for one-dimensional Gaussians, elementwise, in nats.
+
+        KL = 1/2 * ( log(var2 / var1) + (var1 + (mean1 - mean2)^2) / var2 - 1 )
+
+    Arguments broadcast against each other; a diagonal Gaussian's KL is the sum
+    over its coordinates. Variances must be positive.
+    """
+    mean1, var1, mean2, var2 = (torch.as_tensor(v) for v in (mean1, var1, mean2, var2))
+    if (var1 <= 0).any() or (var2 <= 0).any():
+        raise ValueError("normal_kl needs positive variances (pass variances, not log-variances)")
+    return 0.5 * ((var2 / var1).log() + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
 
 
 def numerical_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from aigc_helpers.mathcheck import (cross_entropy, cross_entropy_grad, log_softmax, logsumexp, numerical_grad,
-                                    numerical_jacobian, relative_error, softmax, softmax_jacobian)
+from aigc_helpers.mathcheck import (cross_entropy, cross_entropy_grad, log_softmax, logsumexp, normal_kl,
+                                    numerical_grad, numerical_jacobian, relative_error, softmax, softmax_jacobian)
 
 
 def test_softmax_family_matches_torch_and_survives_large_logits():
@@ -66,3 +66,20 @@ def test_relative_error():
     b = torch.tensor([2.0, -4.0])
     assert relative_error(b, b) == 0.0
     assert relative_error(b + torch.tensor([0.0, 0.4]), b) == pytest.approx(0.1)
+
+
+def test_normal_kl_against_torch_distributions_and_monte_carlo():
+    torch.manual_seed(3)
+    m1, m2 = torch.randn(6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    v1, v2 = torch.rand(6, dtype=torch.float64) + 0.1, torch.rand(6, dtype=torch.float64) * 3 + 0.1
+    D = torch.distributions.Normal
+    expected = torch.distributions.kl_divergence(D(m1, v1.sqrt()), D(m2, v2.sqrt()))
+    assert torch.allclose(normal_kl(m1, v1, m2, v2), expected, atol=1e-12)
+    assert normal_kl(0.0, 1.0, 0.0, 1.0).item() == 0.0
+    assert normal_kl(1.0, 1.0, 0.0, 1.0).item() == pytest.approx(0.5)        # mean shift of 1: 1/2
+    assert normal_kl(0.0, 1.0, 0.0, 2.0).item() == pytest.approx(0.5 * (math.log(2) + 0.5 - 1))
+    x = D(0.3, 0.7).sample((400_000,)).double()                            # E_p[log p - log q]
+    mc = (D(0.3, 0.7).log_prob(x) - D(-0.2, 1.3).log_prob(x)).mean().item()
+    assert normal_kl(0.3, 0.49, -0.2, 1.69).item() == pytest.approx(mc, abs=5e-3)
+    with pytest.raises(ValueError, match="positive variances"):
+        normal_kl(0.0, -1.0, 0.0, 1.0)
