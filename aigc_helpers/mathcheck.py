@@ -119,5 +119,5 @@ def numerical_jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max(max |b|, tiny): one number for "do these agree?"."""
-    a, b = a.to(torch.float64), b.to(torch.float64)
+    a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
