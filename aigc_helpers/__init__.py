@@ -31,7 +31,13 @@ from here. One module per idea:
     text2image  Stable Diffusion in miniature: captions, a text encoder, a text-conditioned U-Net, a pipeline
     vq          discrete image tokens: a vector-quantised autoencoder with codebook restarts
     dalle       DALL-E in miniature: a GPT over prompt and image tokens, guidance on logits, a pipeline
-    mathcheck   Part V's formulas (softmax, log-sum-exp, cross-entropy, their derivatives) and finite differences
+    mathcheck   Part V's formulas (softmax, log-sum-exp, cross-entropy, their derivatives, the Gaussian KL)
+                and finite differences
+    divergences KL, JS, total variation and Wasserstein-1 on grids and samples; the optimal discriminator
+    linear_gaussian a VAE with a linear decoder (probabilistic PCA): exact evidence, posterior and ELBO
+    mixture     Gaussian mixtures with their exact diffusion; the perfect denoiser eps*
+    hf          the book's GPT and tokenizers in Hugging Face Transformers: conversion both ways, BPE
+    distributed data parallelism with torchrun: sharding, the gradient all-reduce, a DDP program, ZeRO memory
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
