@@ -36,8 +36,11 @@ from here. One module per idea:
     divergences KL, JS, total variation and Wasserstein-1 on grids and samples; the optimal discriminator
     linear_gaussian a VAE with a linear decoder (probabilistic PCA): exact evidence, posterior and ELBO
     mixture     Gaussian mixtures with their exact diffusion; the perfect denoiser eps*
+    poems       Tang poems: parsing, a split by poem, early stopping, verse-form and copying checks
+    evaluate    evaluating generated text and images: copy rate, Inception Score, precision/recall, kappa
     hf          the book's GPT and tokenizers in Hugging Face Transformers: conversion both ways, BPE
     distributed data parallelism with torchrun: sharding, the gradient all-reduce, a DDP program, ZeRO memory
+    responsible watermarking text, measuring memorisation (canaries), a word-association bias test
 """
 
 from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
