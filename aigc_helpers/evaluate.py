@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .data import words
+from .metrics import corpus_loss
 
 
 @torch.no_grad()
@@ -43,15 +44,8 @@ def text_bits_per_char(model: torch.nn.Module, ids: torch.Tensor, block_size: in
     if ids.dim() != 1 or len(ids) < block_size + 1:
         raise ValueError(f"expected a 1-D tensor of at least block_size + 1 = {block_size + 1} ids, "
                          f"got shape {tuple(ids.shape)}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     n_win = (len(ids) - 1) // block_size
-    x = ids[:n_win * block_size].view(n_win, block_size)            # (W, T)
-    y = ids[1:n_win * block_size + 1].view(n_win, block_size)       # (W, T), shifted by one
-    _, loss = model(x.to(device), y.to(device))                     # mean nats per token
-    model.train(was_training)
-    return loss.item() / math.log(2)
+    return corpus_loss(model, ids[:n_win * block_size + 1], block_size) / math.log(2)   # whole windows only
 
 
 def known_word_rate(text: str, vocabulary: set[str]) -> float:

@@ -2,7 +2,8 @@
 
 Text: a language model's average cross-entropy ``L`` (in nats per token) reads
 more easily as a *perplexity* ``exp(L)`` (the model is as unsure as a uniform
-choice among that many tokens) or as *bits per character* ``L / ln 2``.
+choice among that many tokens) or as *bits per character* ``L / ln 2``. ``corpus_loss`` measures ``L`` exactly
+over a whole split rather than on random batches.
 
 Images: there is no loss to read off a GAN or a diffusion model, so the book
 judges samples with a small CNN trained once per data set, the **image judge**:
@@ -40,6 +41,36 @@ def perplexity(loss_nats: float) -> float:
 def bits_per_char(loss_nats: float) -> float:
     """Cross-entropy in bits: ``loss / ln 2``."""
     return loss_nats / math.log(2)
+
+
+@torch.no_grad()
+def corpus_loss(model: torch.nn.Module, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> float:
+    """Mean cross-entropy (nats per character) of ``model`` over all of ``ids`` (1-D).
+
+    ``ids`` is cut into non-overlapping windows of ``block_size + 1``; every character but
+    the first of each window is predicted once, from the characters before it in its window.
+    """
+    ids = torch.as_tensor(ids).flatten()
+    if len(ids) < 2:
+        raise ValueError("need at least two tokens to compute a loss")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n_full = (len(ids) - 1) // block_size
+    windows = [torch.arange(n_full * block_size).view(n_full, block_size)]     # (n_full, T) positions
+    if (len(ids) - 1) % block_size:                                             # a shorter last window
+        windows.append(torch.arange(n_full * block_size, len(ids) - 1)[None])   # (1, T_last)
+    total, count = 0.0, 0
+    for pos in windows:
+        for b in range(0, len(pos), batch_size):
+            p = pos[b:b + batch_size]                                            # (B, T)
+            logits = model(ids[p].to(device))[0]                                 # (B, T, V)
+            y = ids[p + 1].to(device)                                            # (B, T) the next characters
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
+    model.train(was_training)
+    return total / count
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import CharTokenizer, TextData
+from .metrics import corpus_loss  # noqa: F401  (the exact loss over a split; lives in metrics)
 
 BOS, EOS = "^", "$"                # start and end of a poem; neither occurs in the corpus
 CLAUSE_END = "，。？！；："          # punctuation that closes a clause
@@ -85,36 +86,6 @@ def poem_dataset(train: list[Poem], val: list[Poem]) -> TextData:
     tok = CharTokenizer.from_text(train_text + val_text)
     return TextData(train_text + val_text, tok, torch.tensor(tok.encode(train_text)),
                     torch.tensor(tok.encode(val_text)))
-
-
-@torch.no_grad()
-def corpus_loss(model: torch.nn.Module, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> float:
-    """Mean cross-entropy (nats per character) of ``model`` over all of ``ids`` (1-D).
-
-    ``ids`` is cut into non-overlapping windows of ``block_size + 1``; every character but
-    the first of each window is predicted once, from the characters before it in its window.
-    """
-    ids = torch.as_tensor(ids).flatten()
-    if len(ids) < 2:
-        raise ValueError("need at least two tokens to compute a loss")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    n_full = (len(ids) - 1) // block_size
-    windows = [torch.arange(n_full * block_size).view(n_full, block_size)]     # (n_full, T) positions
-    if (len(ids) - 1) % block_size:                                             # a shorter last window
-        windows.append(torch.arange(n_full * block_size, len(ids) - 1)[None])   # (1, T_last)
-    total, count = 0.0, 0
-    for pos in windows:
-        for b in range(0, len(pos), batch_size):
-            p = pos[b:b + batch_size]                                            # (B, T)
-            logits = model(ids[p].to(device))[0]                                 # (B, T, V)
-            y = ids[p + 1].to(device)                                            # (B, T) the next characters
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                     reduction="sum").item()
-            count += y.numel()
-    model.train(was_training)
-    return total / count
 
 
 class KeepBest:
