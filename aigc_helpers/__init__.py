@@ -5,7 +5,7 @@ from here. One module per idea:
 
     core        seeds, device choice and timing, the compute budget, the cache folder
     data        offline-first text, image and toy 2-D data; a character tokenizer
-    train       one training loop for every chapter; checkpoints; load-or-train cache
+    train       one training loop for every chapter; keeping the best weights; checkpoints; load-or-train cache
     plot        labelled image grids, loss curves, heat maps, decision boundaries
     metrics     perplexity, bits per character, the image judge and classifier-FID
     basics      logistic regression, an MLP and a Gaussian generative classifier
@@ -38,6 +38,8 @@ from here. One module per idea:
     mixture     Gaussian mixtures with their exact diffusion; the perfect denoiser eps*
     poems       Tang poems: parsing, a split by poem, early stopping, verse-form and copying checks
     evaluate    evaluating generated text and images: copy rate, Inception Score, precision/recall, kappa
+    digit_prompts a text-to-image project on 8x8 digits: measured captions, pixel-space pipeline, saving, a model card
+    codegen     code completion: the Python standard library as a corpus, indentation tokens, line prompts, a syntax check
     hf          the book's GPT and tokenizers in Hugging Face Transformers: conversion both ways, BPE
     distributed data parallelism with torchrun: sharding, the gradient all-reduce, a DDP program, ZeRO memory
     responsible watermarking text, measuring memorisation (canaries), a word-association bias test

@@ -18,7 +18,6 @@ Nothing here plots or prints; the notebook does that.
 from __future__ import annotations
 
 import collections
-import copy
 import random
 import re
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import train
 from .data import CharTokenizer, TextData
 from .metrics import corpus_loss  # noqa: F401  (the exact loss over a split; lives in metrics)
 
@@ -88,7 +88,7 @@ def poem_dataset(train: list[Poem], val: list[Poem]) -> TextData:
                     torch.tensor(tok.encode(val_text)))
 
 
-class KeepBest:
+class KeepBest(train.KeepBest):
     """An ``eval_fn`` for :func:`aigc_helpers.train.train` that also does early stopping.
 
     Each call measures ``{"train_loss", "val_loss"}`` with :func:`corpus_loss` (the train loss
@@ -97,24 +97,13 @@ class KeepBest:
     """
 
     def __init__(self, data: TextData, block_size: int, train_chars: int | None = None):
+        super().__init__()
         self.data, self.block_size = data, block_size
         self.train_ids = data.train if train_chars is None else data.train[:train_chars]   # a sample: faster
-        self.best_loss, self.best_state, self.calls, self.best_call = float("inf"), None, 0, -1
 
-    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        out = {"train_loss": corpus_loss(model, self.train_ids, self.block_size),
-               "val_loss": corpus_loss(model, self.data.val, self.block_size)}
-        if out["val_loss"] < self.best_loss:
-            self.best_loss, self.best_call = out["val_loss"], self.calls
-            self.best_state = copy.deepcopy(model.state_dict())
-        self.calls += 1
-        return out
-
-    def restore(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self.best_state is None:
-            raise ValueError("no evaluation has run yet, so there are no best weights to restore")
-        model.load_state_dict(self.best_state)
-        return model
+    def measure(self, model: torch.nn.Module) -> dict[str, float]:
+        return {"train_loss": corpus_loss(model, self.train_ids, self.block_size),
+                "val_loss": corpus_loss(model, self.data.val, self.block_size)}
 
 
 @torch.no_grad()

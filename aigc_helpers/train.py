@@ -17,6 +17,7 @@ never loads a stale model.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -227,6 +228,38 @@ def train(
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
+
+
+class KeepBest:
+    """An ``eval_fn`` for :func:`train` that remembers the weights with the lowest ``key``.
+
+    Subclasses say what to measure in :meth:`measure` (a dict of floats, ``key`` among them).
+    Every call measures, and keeps a copy of ``model.state_dict()`` when ``key`` is the lowest
+    so far; :meth:`restore` loads that copy back (early stopping without stopping early).
+    ``calls`` counts the evaluations and ``best_call`` is the index of the best one.
+    """
+
+    key = "val_loss"
+
+    def __init__(self):
+        self.best_loss, self.best_state, self.calls, self.best_call = float("inf"), None, 0, -1
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        raise NotImplementedError("a KeepBest subclass must say what to measure")
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        out = self.measure(model)
+        if out[self.key] < self.best_loss:
+            self.best_loss, self.best_call = out[self.key], self.calls
+            self.best_state = copy.deepcopy(model.state_dict())
+        self.calls += 1
+        return out
+
+    def restore(self, model: nn.Module) -> nn.Module:
+        if self.best_state is None:
+            raise ValueError("no evaluation has run yet, so there are no best weights to restore")
+        model.load_state_dict(self.best_state)
+        return model
 
 
 # --------------------------------------------------------------------------- checkpoints
