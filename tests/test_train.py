@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from aigc_helpers import set_seed
-from aigc_helpers.train import (History, config_key, fused_adamw, load_checkpoint, load_or_train, lr_at, save_checkpoint,
+from aigc_helpers.train import (History, KeepBest, config_key, fused_adamw, load_checkpoint, load_or_train, lr_at, save_checkpoint,
                                 train)
 
 
@@ -160,3 +160,29 @@ def test_load_or_train_caches_and_rejects_changed_config(tmp_path, monkeypatch):
     assert History.from_dict(info2["result"]).loss == info1["result"]["loss"]
     m3, info3 = load_or_train("reg", {"lr": 0.01}, build, fit, device="cpu")  # changed config: trains again
     assert len(fits) == 2 and not info3["cached"] and info3["path"] != info1["path"]
+
+
+def test_keep_best_keeps_and_restores_the_lowest_weights():
+    class Scripted(KeepBest):            # reports a fixed sequence of losses
+        def __init__(self, losses):
+            super().__init__()
+            self.losses = iter(losses)
+
+        def measure(self, model):
+            return {"val_loss": next(self.losses)}
+
+    model = nn.Linear(2, 1)
+    keeper = Scripted([3.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="no evaluation"):
+        keeper.restore(model)
+    snapshots = []
+    for value in range(3):
+        with torch.no_grad():
+            model.weight.fill_(float(value))
+        snapshots.append(model.weight.clone())
+        assert keeper(model) == {"val_loss": [3.0, 1.0, 2.0][value]}
+    assert keeper.best_loss == 1.0 and keeper.best_call == 1 and keeper.calls == 3
+    keeper.restore(model)
+    assert torch.equal(model.weight, snapshots[1])     # the weights of the lowest loss, not the last
+    with pytest.raises(NotImplementedError):
+        KeepBest()(model)
