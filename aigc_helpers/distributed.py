@@ -37,6 +37,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -440,13 +441,15 @@ def launch(nproc: int, args: list, *, threads: int = 1, timeout: float = 300) ->
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}     # read by torch in each process at start-up
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)                                    # torchrun sets these itself
-    for attempt in range(2):           # a second try if another program took the free port in between
-        t0 = time.perf_counter()
-        done = subprocess.run(torchrun_command(nproc, args), env=env, capture_output=True, text=True,
-                              timeout=timeout)
-        wall = time.perf_counter() - t0
-        if done.returncode == 0 or "address already in use" not in done.stderr.lower():
-            break
+    with tempfile.TemporaryDirectory(prefix="aigc-torchrun-tmp-") as scratch:
+        env["TMPDIR"] = scratch        # torchrun's own log folders go here and are removed afterwards
+        for attempt in range(2):       # a second try if another program took the free port in between
+            t0 = time.perf_counter()
+            done = subprocess.run(torchrun_command(nproc, args), env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+            wall = time.perf_counter() - t0
+            if done.returncode == 0 or "address already in use" not in done.stderr.lower():
+                break
     if done.returncode != 0:
         raise RuntimeError(f"torchrun failed (exit code {done.returncode}):\n{done.stderr[-3000:]}")
     record = json.loads((Path(run_args.out) / "run.json").read_text())

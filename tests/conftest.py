@@ -1,11 +1,14 @@
 """Shared test set-up: every test session trains into its own empty model cache."""
 
+import atexit
+import shutil
 import tempfile
 
 # No unit test reads a model that an earlier run (or a reader's own notebooks)
 # left in ~/.cache/aigc_helpers. Notebooks run under nbval in their own kernels
-# and use the cache the Makefile sets.
+# and use the cache the Makefile sets. The cache is removed when the session ends.
 _unit_cache = tempfile.mkdtemp(prefix="aigc-test-cache-")
+atexit.register(shutil.rmtree, _unit_cache, ignore_errors=True)
 
 import pytest
 
