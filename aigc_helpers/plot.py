@@ -94,7 +94,7 @@ def loss_curve(history=None, *, curves: dict[str, Sequence[float]] | None = None
         ax.plot(np.arange(len(y)) + (smooth - 1 if smooth > 1 and len(history.loss) >= smooth else 0),
                 y, label="train loss" + (f" (mean of {smooth})" if smooth > 1 else ""), alpha=0.9)
         for name, values in history.evals.items():
-            ax.plot(history.eval_steps, values, "o-", label=name)
+            ax.plot(history.eval_steps, values, "o-", label=name.replace("_", " "))   # "val_loss" -> "val loss"
     for name, values in (curves or {}).items():
         ax.plot(_smooth(np.asarray(values, dtype=float), smooth), label=name)
     if logy:

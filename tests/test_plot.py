@@ -70,3 +70,13 @@ def test_shade_pairs_shows_means_and_the_first_pair_of_each_class():
     with pytest.raises(ValueError, match="shades of shape"):
         plot.shade_pairs(dark, light, ds[:, :2], ls, torch.tensor([0.5, 0.4]), ["x", "y"], pair_title="")
     plt.close("all")
+
+
+def test_loss_curve_plots_evaluations_at_their_steps_with_readable_labels():
+    from aigc_helpers.train import History
+    h = History(loss=[3.0, 2.5, 2.0, 1.8], eval_steps=[1, 3], evals={"val_loss": [2.6, 1.9]})
+    ax = plot.loss_curve(h)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"train loss", "val loss"}
+    assert list(lines["val loss"].get_xdata()) == [1, 3] and list(lines["val loss"].get_ydata()) == [2.6, 1.9]
+    matplotlib.pyplot.close("all")
