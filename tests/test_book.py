@@ -1,5 +1,8 @@
 """Structure of the book: every notebook listed, clean, runnable on Colab, built on aigc_helpers."""
 
+import ast
+import importlib
+import inspect
 import json
 import re
 from pathlib import Path
@@ -92,6 +95,87 @@ def test_notebook_defines_no_models_of_its_own(nb):
     """Models live in aigc_helpers; a notebook imports and shows them, never copies them."""
     code = "\n".join(source(c) for c in cells(nb) if c["cell_type"] == "code")
     assert not re.search(r"^\s*class \w+\(.*(nn\.Module|Module)\)", code, re.M)
+
+
+def python_fences(markdown: str) -> list[str]:
+    """The Python code blocks of a Markdown text, those inside ``:::`` admonitions (solutions) included."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.colon_fence import colon_fence_plugin
+
+    parser, found = MarkdownIt("commonmark").use(colon_fence_plugin), []
+
+    def walk(text):
+        for token in parser.parse(text):
+            if token.type == "fence" and token.info.strip().split()[:1] in (["python"], ["py"], ["ipython3"], []):
+                found.append(token.content)
+            elif token.type == "colon_fence":
+                walk(token.content)
+
+    walk(markdown)
+    return found
+
+
+def library_names(sources: list[str]) -> dict[str, object]:
+    """What ``from aigc_helpers... import name`` statements in ``sources`` bind (modules, functions, classes)."""
+    names = {}
+    for src in sources:
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "aigc_helpers":
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        importlib.import_module(f"{node.module}.{alias.name}")    # a submodule, or an error
+                    names[alias.asname or alias.name] = getattr(module, alias.name)
+    return names
+
+
+def stale_library_calls(code: str, names: dict[str, object]) -> list[str]:
+    """Names and keyword arguments that ``code`` uses from aigc_helpers but that do not exist (any more)."""
+    problems = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and inspect.ismodule(names.get(node.value.id)) and not hasattr(names[node.value.id], node.attr):
+            problems.append(f"{node.value.id}.{node.attr} does not exist")
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name):
+            obj = names.get(f.id)
+        elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and inspect.ismodule(names.get(f.value.id)):
+            obj = getattr(names[f.value.id], f.attr, None)
+        else:
+            continue
+        if obj is None or inspect.ismodule(obj) or not callable(obj):
+            continue
+        params = inspect.signature(obj).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue
+        problems += [f"{ast.unparse(f)}() takes no keyword {k.arg!r}" for k in node.keywords
+                     if k.arg and k.arg not in params]
+    return problems
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_in_the_text_and_solutions_matches_the_library(nb):
+    """Solutions are not executed, so check what can go stale: syntax, imported names, keyword arguments."""
+    cs = cells(nb)
+    blocks = [b for c in cs if c["cell_type"] == "markdown" for b in python_fences(source(c))]
+    for block in blocks:
+        ast.parse(block)                                                    # a SyntaxError fails the test
+    names = library_names([source(c) for c in cs if c["cell_type"] == "code"] + blocks)
+    problems = [p for block in blocks for p in stale_library_calls(block, names)]
+    assert not problems, problems
+
+
+def test_stale_library_calls_finds_renamed_functions_and_keywords():
+    names = library_names(["from aigc_helpers import zoo\nfrom aigc_helpers.train import train, History"])
+    assert stale_library_calls("train(model, data, 10, lr=1e-3)\nzoo.shakespeare_data()", names) == []
+    found = stale_library_calls("train(model, data, 10, learning_rate=1e-3)\nzoo.no_such_thing()", names)
+    assert sorted(found) == ["train() takes no keyword 'learning_rate'", "zoo.no_such_thing does not exist"]
+    with pytest.raises(ModuleNotFoundError):
+        library_names(["from aigc_helpers import no_such_module"])
+    blocks = python_fences("text\n\n:::{dropdown} Solution\n```python\nx = 1\n```\n:::\n\n```bash\nls\n```\n")
+    assert blocks == ["x = 1\n"]
 
 
 def test_colab_launch_button_is_configured():
