@@ -85,6 +85,9 @@ def test_notebook_follows_the_skeleton(nb):
     assert len(re.findall(r"^# ", md, re.M)) == 1, "exactly one title"
     assert re.search(r"^## Summary", md, re.M) and re.search(r"^## Exercises", md, re.M)
     assert ":class: dropdown" in md, "exercise solutions go in dropdowns"
+    refs = re.search(r"^## References\n\n(- .+\n?)+", md, re.M)
+    assert refs, "a '## References' section with one list item per work"
+    assert refs.start() > md.index("## Exercises"), "references come last, after the exercises"
     assert "ipywidgets" in code or "interact" in code, "a widget to play with"
     levels = [len(m) for m in re.findall(r"^(#+) ", md, re.M)]
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), "heading levels must not skip"
@@ -176,6 +179,63 @@ def test_stale_library_calls_finds_renamed_functions_and_keywords():
         library_names(["from aigc_helpers import no_such_module"])
     blocks = python_fences("text\n\n:::{dropdown} Solution\n```python\nx = 1\n```\n:::\n\n```bash\nls\n```\n")
     assert blocks == ["x = 1\n"]
+
+
+REFERENCES_PAGE = ROOT / "book" / "part7" / "08_references.md"
+CHAPTERS = sorted(p for p in (ROOT / "book").rglob("*") if p.suffix in (".ipynb", ".md")
+                  and p != REFERENCES_PAGE and ".ipynb_checkpoints" not in p.parts)
+
+
+def chapter_markdown(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        return "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
+    return path.read_text()
+
+
+def reference_items(markdown: str) -> list[str]:
+    """The items of a chapter's '## References' list, each on one line ([] if it has none)."""
+    m = re.search(r"^## References\n\n((?:- .+\n?(?:  +.+\n?)*)+)", markdown, re.M)
+    if not m:
+        return []
+    return [" ".join(item.split()) for item in re.split(r"^- ", m.group(1), flags=re.M) if item.strip()]
+
+
+def citation_key(item: str) -> tuple[str, str | None]:
+    """(first author's surname, first year) of a reference, whatever its style:
+    'Ho, J. and Salimans, T. (2022). ...', 'J. Ho, T. Salimans. ... 2021', 'Ho et al. (2020), ...'."""
+    year = re.search(r"\b((?:19|20)\d{2})\b", item)
+    words = [w for w in re.findall(r"[^\W\d_][\w'’\-]*\.?", item) if not re.fullmatch(r"(?:[A-Z]\.)+", w)]
+    return words[0].rstrip("."), year.group(1) if year else None
+
+
+def test_citation_key_reads_the_book_s_reference_styles():
+    assert citation_key("Ho, J. and Salimans, T. (2022). Classifier-free diffusion guidance.") == ("Ho", "2022")
+    assert citation_key("J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance*. NeurIPS 2021.") == ("Ho", "2021")
+    assert citation_key("van den Oord, A. et al. (2016). WaveNet.") == ("van", "2016")
+    assert citation_key("Hugging Face, *safetensors* (software).") == ("Hugging", None)
+    md = "## References\n\n- A. Author. *Title*\n  continued. 2020.\n- Other (2019), *T*.\n\nAfter."
+    assert reference_items(md) == ["A. Author. *Title* continued. 2020.", "Other (2019), *T*."]
+
+
+def test_the_references_page_lists_every_chapter_s_references_and_only_those():
+    """The page merges the chapters' lists by hand, so check both ways that it is in step with them."""
+    entries = [line for line in REFERENCES_PAGE.read_text().splitlines() if line.startswith("- ")]
+    chapter_items = {f"<../{p.parent.name}/{p.stem}>": reference_items(chapter_markdown(p)) for p in CHAPTERS}
+    missing = []
+    for link, items in chapter_items.items():
+        for item in items:
+            surname, year = citation_key(item)
+            if not any(surname in e and (year is None or year in e) and link in e for e in entries):
+                missing.append(f"{link}: {item[:80]}")
+    assert not missing, f"cited in a chapter, not on the references page: {missing}"
+    unbacked = []
+    for entry in entries:
+        surname, year = citation_key(entry[2:])
+        for link in re.findall(r"<\.\./[^>]+>", entry):
+            items = chapter_items.get(link, [])
+            if not any(citation_key(i)[0] == surname and (year is None or year in i) for i in items):
+                unbacked.append(f"{link}: {entry[:80]}")
+    assert not unbacked, f"the page says a chapter cites these, the chapter does not: {unbacked}"
 
 
 def test_colab_launch_button_is_configured():
