@@ -200,42 +200,129 @@ def reference_items(markdown: str) -> list[str]:
     return [" ".join(item.split()) for item in re.split(r"^- ", m.group(1), flags=re.M) if item.strip()]
 
 
-def citation_key(item: str) -> tuple[str, str | None]:
-    """(first author's surname, first year) of a reference, whatever its style:
-    'Ho, J. and Salimans, T. (2022). ...', 'J. Ho, T. Salimans. ... 2021', 'Ho et al. (2020), ...'."""
-    year = re.search(r"\b((?:19|20)\d{2})\b", item)
-    words = [w for w in re.findall(r"[^\W\d_][\w'’\-]*\.?", item) if not re.fullmatch(r"(?:[A-Z]\.)+", w)]
-    return words[0].rstrip("."), year.group(1) if year else None
+# The book's one reference style: "Surname, I., Surname, I. and Surname, I. (2020). Title. *Venue*."
+# (more than six authors: the first three and "et al."), or an organisation in place of the authors.
+ORGANISATION_AUTHORS = {"Hugging Face", "PyTorch", "Coalition for Content Provenance and Authenticity",
+                        "European Union", "US Copyright Office", "The Wall Street Journal", "World Economic Forum"}
+_NAME = r"[^\W\d_][\w'’\-]*"
+_PERSON = (rf"(?:(?:van|von|den|de|der|da|di|le|la|du) )*{_NAME}(?: {_NAME})*(?: III| Jr\.)?, "
+           r"[^\W\d_]{1,2}\.(?:[ -][^\W\d_]{1,2}\.)*")
+_AUTHORS = re.compile(rf"{_PERSON}(?:, {_PERSON})*(?: and {_PERSON}| et al\.)?")
+_REFERENCE = re.compile(r"(?P<authors>[^()]+?) \((?P<year>(?:1[89]|20)\d{2}[a-z]?|n\.d\.)\)\. (?P<rest>\S.*[.>)])")
 
 
-def test_citation_key_reads_the_book_s_reference_styles():
-    assert citation_key("Ho, J. and Salimans, T. (2022). Classifier-free diffusion guidance.") == ("Ho", "2022")
-    assert citation_key("J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance*. NeurIPS 2021.") == ("Ho", "2021")
-    assert citation_key("van den Oord, A. et al. (2016). WaveNet.") == ("van", "2016")
-    assert citation_key("Hugging Face, *safetensors* (software).") == ("Hugging", None)
-    md = "## References\n\n- A. Author. *Title*\n  continued. 2020.\n- Other (2019), *T*.\n\nAfter."
-    assert reference_items(md) == ["A. Author. *Title* continued. 2020.", "Other (2019), *T*."]
+def reference_style_problem(item: str) -> str | None:
+    """Why ``item`` is not in the book's reference style (None when it is)."""
+    m = _REFERENCE.fullmatch(item)
+    if not m:
+        return "not 'Authors (year). Title. Venue.'"
+    if m["authors"] not in ORGANISATION_AUTHORS and not _AUTHORS.fullmatch(m["authors"]):
+        return f"authors {m['authors']!r} are not 'Surname, I., ... and Surname, I.'"
+    return None
+
+
+def same_work(page_entry: str, item: str) -> bool:
+    """A chapter's item cites the page's entry: the same text, perhaps with a note after it.
+    The year's letter ('2023a') only tells apart works of one author and year on one page."""
+    entry, item = (re.sub(r"\((\d{4})[a-z]\)", r"(\1)", s) for s in (page_entry, item))
+    return item == entry or item.startswith(entry + " ")
+
+
+def test_reference_style_checker_tells_the_style_from_others():
+    good = ["Ho, J., Jain, A. and Abbeel, P. (2020). Denoising diffusion probabilistic models. *NeurIPS*.",
+            "Cho, K., van Merriënboer, B., Gulcehre, C. et al. (2014). Learning phrase representations. *EMNLP*.",
+            "Devlin, J., Chang, M.-W., Lee, K. and Toutanova, K. (2019). BERT. *NAACL*.",
+            "Blodgett, S. L., Barocas, S., Daumé III, H. and Wallach, H. (2020). Language is power. *ACL*.",
+            "Carlini, N., Hayes, J., Nasr, M. et al. (2023b). Extracting training data. *USENIX Security*.",
+            "Hugging Face (n.d.). *safetensors* (software). GitHub, huggingface/safetensors.",
+            "Shannon, C. E. (1948). A mathematical theory of communication. *Bell System Technical Journal* 27."]
+    bad = ["Ho et al. (2020), *Denoising diffusion probabilistic models*.",
+           "J. Ho, T. Salimans. *Classifier-Free Diffusion Guidance*. NeurIPS 2021.",
+           "Ba, Kiros and Hinton (2016). Layer normalization. arXiv:1607.06450.",
+           "Ho, J. and Salimans, T. (2022) Classifier-free diffusion guidance.",
+           "Someone Else (2024). A title. *Venue*."]
+    assert [reference_style_problem(g) for g in good] == [None] * len(good)
+    assert all(reference_style_problem(b) for b in bad)
+    md = "## References\n\n- A, B. (2020). *Title*\n  continued.\n- C, D. (2019). T.\n\nAfter."
+    assert reference_items(md) == ["A, B. (2020). *Title* continued.", "C, D. (2019). T."]
+    assert same_work("Carlini, N. (2023b). T. *V*.", "Carlini, N. (2023). T. *V*. (A note.)")
+    assert not same_work("Ho, J. (2020). T. *V*.", "Ho, J. (2020). T. *Other*.")
+
+
+@pytest.mark.parametrize("chapter", [p for p in CHAPTERS if reference_items(chapter_markdown(p))],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_chapter_references_follow_the_book_s_style(chapter):
+    problems = [f"{item[:70]}: {why}" for item in reference_items(chapter_markdown(chapter))
+                if (why := reference_style_problem(item))]
+    assert not problems, problems
 
 
 def test_the_references_page_lists_every_chapter_s_references_and_only_those():
-    """The page merges the chapters' lists by hand, so check both ways that it is in step with them."""
-    entries = [line for line in REFERENCES_PAGE.read_text().splitlines() if line.startswith("- ")]
+    """The page merges the chapters' lists by hand, so check both ways that it is in step with them:
+    the same entry, word for word (a chapter may add a note after it), and the right chapters."""
+    entries = [line[2:] for line in REFERENCES_PAGE.read_text().splitlines() if line.startswith("- ")]
+    cores = [e.split(" Cited in ")[0] for e in entries]
+    assert all(reference_style_problem(c) is None for c in cores), [c for c in cores if reference_style_problem(c)]
+    duplicates = [c for i, c in enumerate(cores) if any(same_work(c, d) or same_work(d, c) for d in cores[:i])]
+    assert not duplicates, f"listed twice on the references page: {duplicates}"
     chapter_items = {f"<../{p.parent.name}/{p.stem}>": reference_items(chapter_markdown(p)) for p in CHAPTERS}
-    missing = []
-    for link, items in chapter_items.items():
-        for item in items:
-            surname, year = citation_key(item)
-            if not any(surname in e and (year is None or year in e) and link in e for e in entries):
-                missing.append(f"{link}: {item[:80]}")
-    assert not missing, f"cited in a chapter, not on the references page: {missing}"
-    unbacked = []
-    for entry in entries:
-        surname, year = citation_key(entry[2:])
-        for link in re.findall(r"<\.\./[^>]+>", entry):
-            items = chapter_items.get(link, [])
-            if not any(citation_key(i)[0] == surname and (year is None or year in i) for i in items):
-                unbacked.append(f"{link}: {entry[:80]}")
+    missing = [f"{link}: {item[:80]}" for link, items in chapter_items.items() for item in items
+               if not any(same_work(core, item) and link in entry for core, entry in zip(cores, entries))]
+    assert not missing, f"cited in a chapter, not on the references page (or not word for word): {missing}"
+    unbacked = [f"{link}: {core[:80]}" for core, entry in zip(cores, entries)
+                for link in re.findall(r"<\.\./[^>]+>", entry)
+                if not any(same_work(core, item) for item in chapter_items.get(link, []))]
     assert not unbacked, f"the page says a chapter cites these, the chapter does not: {unbacked}"
+
+
+# An author-year citation in the text: "Ho et al. (2020)", "Kingma and Welling (2014, §2.4)",
+# "(Ho et al., 2020; Song et al., 2021)". Makers of products the text names, with a launch year,
+# are not references.
+_SURNAME = r"(?<![\w'’\-])(?:(?:van\s+den|von)\s+)?[A-Z][\w\-]*[a-z][\w\-]*"
+_CITED_NAMES = rf"({_SURNAME}(?:(?:,\s+|\s+and\s+){_SURNAME})*)(?:\s+et\s+al\.)?(?:'s|’s)?"
+TEXT_CITATION = re.compile(rf"{_CITED_NAMES}\s+\(((?:19|20)\d{{2}})[a-z]?(?=[,;)])"
+                           rf"|{_CITED_NAMES},\s+((?:19|20)\d{{2}})[a-z]?(?=[,;)])")
+PRODUCT_MAKERS = {"OpenAI", "GitHub", "Adobe", "Khan Academy", "Duolingo", "Latitude"}
+
+
+def text_citations(markdown: str) -> list[tuple[str, str]]:
+    """(names, year) of every author-year citation in ``markdown``."""
+    return [(" ".join((m[1] or m[3]).split()), m[2] or m[4]) for m in TEXT_CITATION.finditer(markdown)]
+
+
+def cites(items: list[str], names: str, year: str) -> bool:
+    """Whether one of ``items`` has the first of ``names`` as its first author (or ends its
+    organisation's name with ``names``) and ``year`` as its year."""
+    first = re.split(r", | and ", names)[0]
+    for item in items:
+        authors, _, rest = item.partition(" (")
+        if rest[:4] == year and (authors.startswith(first + ",") or authors.endswith(names)):
+            return True
+    return False
+
+
+def test_text_citations_are_found_and_matched():
+    text = ("As Ho et al. (2020, eq. 4) and Kingma and\nWelling (2014) show (Song et al., 2021; van den Oord et al.,\n"
+            "2017), and Mitchell's (1997) book; ChatGPT (OpenAI, 2022). In 2023 nothing.")
+    found = text_citations(text)
+    assert found == [("Ho", "2020"), ("Kingma and Welling", "2014"), ("Song", "2021"), ("van den Oord", "2017"),
+                     ("Mitchell", "1997"), ("OpenAI", "2022")]
+    items = ["Ho, J., Jain, A. and Abbeel, P. (2020). Denoising. *NeurIPS*.",
+             "van den Oord, A., Vinyals, O. and Kavukcuoglu, K. (2017). VQ-VAE. *NeurIPS*.",
+             "US Copyright Office (2023). Guidance. *Federal Register* 88, 16190."]
+    assert cites(items, "Ho", "2020") and cites(items, "van den Oord", "2017") and cites(items, "Copyright Office", "2023")
+    assert not cites(items, "Ho", "2021") and not cites(items, "Song", "2021") and not cites(items, "Jain", "2020")
+
+
+@pytest.mark.parametrize("chapter", [p for p in CHAPTERS if reference_items(chapter_markdown(p))],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_works_cited_in_the_text_are_in_the_chapter_s_references(chapter):
+    markdown = chapter_markdown(chapter)
+    items = reference_items(markdown)
+    text = markdown[:markdown.index("\n## References")]
+    missing = [f"{names} ({year})" for names, year in text_citations(text)
+               if not any(maker.endswith(names) for maker in PRODUCT_MAKERS) and not cites(items, names, year)]
+    assert not missing, f"cited in the text, not in the chapter's references: {missing}"
 
 
 def test_colab_launch_button_is_configured():
