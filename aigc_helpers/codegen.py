@@ -78,7 +78,7 @@ def normalise(source: str) -> str:
 def compress_indent(text: str) -> str:
     """Write each line's leading spaces as one :data:`INDENT` per four spaces (plus the rest).
 
-    A character model spends a quarter of its predictions on the spaces of Python's
+    A character model spends about a fifth of its predictions on the spaces of Python's
     indentation otherwise. Codex (Chen et al., 2021) added tokens for runs of spaces to
     GPT-3's tokenizer for the same reason. :func:`expand_indent` undoes it exactly for text
     without tabs (which :func:`normalise` guarantees).

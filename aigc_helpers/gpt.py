@@ -28,7 +28,7 @@ from .train import fused_adamw
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 65       # characters here; GPT-2: 50257 BPE tokens
+    vocab_size: int = 65       # set from the data (the book's Shakespeare: 84 characters); GPT-2: 50257 BPE tokens
     block_size: int = 64       # context length; GPT-2: 1024
     n_layer: int = 4           # GPT-2 small: 12
     n_head: int = 4            # GPT-2 small: 12
