@@ -123,12 +123,16 @@ class MultiHeadAttention(nn.Module):
         """Copy the weights of a ``torch.nn.MultiheadAttention(batch_first=True)``."""
         if mha.embed_dim != self.d_model or mha.num_heads != self.n_head:
             raise ValueError("sizes differ")
+        if mha.in_proj_weight is None:
+            raise ValueError("only a MultiheadAttention with one in-projection (kdim = vdim = embed_dim) can be copied")
+        if (mha.in_proj_bias is None) != (self.q_proj.bias is None):
+            raise ValueError("one module has biases and the other has none: build both with the same bias setting")
         w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
         self.q_proj.weight.copy_(w_q)
         self.k_proj.weight.copy_(w_k)
         self.v_proj.weight.copy_(w_v)
         self.out_proj.weight.copy_(mha.out_proj.weight)
-        if mha.in_proj_bias is not None and self.q_proj.bias is not None:
+        if mha.in_proj_bias is not None:
             b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
             self.q_proj.bias.copy_(b_q)
             self.k_proj.bias.copy_(b_k)

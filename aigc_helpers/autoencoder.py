@@ -69,9 +69,9 @@ def conv_decoder(latent_channels: int, channels: tuple, out_channels: int, group
     """The mirror of :func:`conv_encoder`: stride-2 transposed convolutions back to full size (logits)."""
     layers = [nn.Conv2d(latent_channels, channels[-1], 3, padding=1), ResidualConv(channels[-1], groups)]
     outs = list(reversed(channels[:-1])) + [out_channels]
-    for ch_in, ch_out in zip(reversed(channels), outs):
+    for i, (ch_in, ch_out) in enumerate(zip(reversed(channels), outs)):
         layers += [nn.SiLU(), nn.ConvTranspose2d(ch_in, ch_out, 4, stride=2, padding=1)]
-        if ch_out != out_channels:
+        if i < len(outs) - 1:                                              # not after the last (image) layer
             layers.append(ResidualConv(ch_out, groups))
     return nn.Sequential(*layers)
 

@@ -149,7 +149,8 @@ class GaussianClassConditional:
     ``y ~ Categorical(pi)``, then ``x = mu_y + L_y z`` with ``z ~ N(0, I)`` and
     ``L_y L_y^T = Sigma_y`` (Cholesky).
 
-    Parameters are kept in float64 for accuracy; outputs are float32.
+    Parameters are kept in float64 for accuracy; outputs are float32, except
+    :meth:`log_joint`, which the other methods build on and which stays float64.
     ``reg`` (>= 0) is added to each covariance's diagonal so that it stays
     invertible even when a class's points are (nearly) collinear.
     """
@@ -248,7 +249,7 @@ class GaussianClassConditional:
     # ----------------------------------------------------------------- scoring
 
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """``log p(x, y = k) = log pi_k + log N(x; mu_k, Sigma_k)`` for every class: (N, K).
+        """``log p(x, y = k) = log pi_k + log N(x; mu_k, Sigma_k)`` for every class: (N, K), float64.
 
         ``log N(x; mu, Sigma) = -1/2 [ |L^-1 (x - mu)|^2 + log det Sigma + D log(2 pi) ]``.
         """

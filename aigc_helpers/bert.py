@@ -48,13 +48,15 @@ def mask_tokens(ids: torch.Tensor, vocab_size: int, mask_prob: float = 0.15,
     ids = ids.clone()
     labels = torch.full_like(ids, -100)
     can_pick = ids >= n_special
-    picked = (torch.rand(ids.shape, generator=generator) < mask_prob) & can_pick
+    where = generator.device if generator is not None else ids.device     # draw on the generator's device
+    picked = (torch.rand(ids.shape, generator=generator, device=where).to(ids.device) < mask_prob) & can_pick
     labels[picked] = ids[picked]
-    roll = torch.rand(ids.shape, generator=generator)
+    roll = torch.rand(ids.shape, generator=generator, device=where).to(ids.device)
     to_mask = picked & (roll < 0.8)                                       # 80 %: [MASK]
     to_random = picked & (roll >= 0.8) & (roll < 0.9)                     # 10 %: a random token
     ids[to_mask] = MASK                                                   # the other 10 %: unchanged
-    ids[to_random] = torch.randint(n_special, vocab_size, (int(to_random.sum()),), generator=generator)
+    ids[to_random] = torch.randint(n_special, vocab_size, (int(to_random.sum()),), generator=generator,
+                                   device=where).to(ids.device)
     return ids, labels
 
 

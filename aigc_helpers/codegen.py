@@ -164,7 +164,7 @@ class CodeCorpus:
 
 
 def join_files(files: dict[str, str]) -> str:
-    """The files one after another, each ending with a newline and followed by a blank line."""
+    """The files one after another, each ending with a newline and followed by two blank lines."""
     return "".join(text.rstrip("\n") + "\n\n\n" for text in files.values())
 
 

@@ -123,6 +123,9 @@ class MiniDalle(nn.Module):
         codes = torch.zeros(B, 0, dtype=torch.long, device=text_ids.device) if prefix is None else prefix.long()
         if codes.dim() != 2 or len(codes) != B or codes.shape[1] >= c.image_tokens:
             raise ValueError(f"prefix must have shape ({B}, n) with n < {c.image_tokens}, got {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= c.n_codes):
+            raise ValueError(f"prefix codes must be in 0..{c.n_codes - 1}")
+        codes = codes.to(text_ids.device)
         guided = guidance_scale != 1.0
         rows = torch.cat([text_ids, self.null_text.expand(B, -1)]) if guided else text_ids
         idx = torch.cat([rows, (codes + c.text_vocab).repeat(2 if guided else 1, 1)], dim=1)

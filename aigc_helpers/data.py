@@ -152,7 +152,9 @@ def load_shakespeare(plays: list[str] | None = None, max_chars: int | None = Non
         raise ValueError(f"unknown play(s) {unknown}; choose from shakespeare_plays()")
     text = "\n".join(_clean(files[names[p]]) for p in plays)
     text = re.sub(r"[^\x09\x0a\x20-\x7e]", "", text)  # plain ASCII keeps the vocabulary small
-    return text[:max_chars] if max_chars else text
+    if max_chars is not None and max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1 (None: all), got {max_chars}")
+    return text if max_chars is None else text[:max_chars]
 
 
 def _deb_member(deb: bytes, wanted: str) -> bytes:
@@ -249,7 +251,7 @@ def train_val_split(data, val_frac: float = 0.1):
     """
     if not 0 < val_frac < 1:
         raise ValueError(f"val_frac must be between 0 and 1, got {val_frac}")
-    n = int(len(data) * (1 - val_frac))
+    n = int(len(data) * (1 - val_frac) + 1e-9)              # 1e-9: 10 * (1 - 0.9) must not floor to 0
     return data[:n], data[n:]
 
 

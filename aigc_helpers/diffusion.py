@@ -45,6 +45,8 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
     if T < 1:
         raise ValueError(f"T must be at least 1, got {T}")
     scale = 1000 / T
+    if T == 1:                                            # the one step is the last (linspace would give the first)
+        return torch.tensor([min(beta_end * scale, 0.999)])
     return torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), T, dtype=torch.float64).float()
 
 
@@ -73,6 +75,8 @@ def scaled_linear_betas(T: int, beta_start: float = 0.00085, beta_end: float = 0
     if T < 1:
         raise ValueError(f"T must be at least 1, got {T}")
     scale = 1000 / T
+    if T == 1:                                            # as in linear_betas: the one step is the last one
+        return torch.tensor([min(beta_end * scale, 0.999)])
     root = torch.linspace((beta_start * scale) ** 0.5, min(beta_end * scale, 0.999) ** 0.5, T, dtype=torch.float64)
     return (root ** 2).float()
 

@@ -64,7 +64,8 @@ def shard_indices(n: int, world_size: int, rank: int, *, shuffle: bool = True, s
     permutation (seeded by ``seed + epoch``), makes its length a multiple of
     ``world_size`` (repeating the first indices, or with ``drop_last`` cutting the tail),
     and keeps every ``world_size``-th index starting at its own rank. So the ranks'
-    shards are disjoint and, together, cover the permutation.
+    shards cover the permutation and are disjoint except for the repeated padding
+    indices (none with ``drop_last``).
     """
     if n <= 0:
         raise ValueError(f"need at least one example, got n={n}")

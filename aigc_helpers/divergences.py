@@ -189,8 +189,12 @@ def normal_w1(mean1, std1, mean2, std2) -> torch.Tensor:
     so W1 = E|d + s z| with d = mean1 - mean2, s = std1 - std2, z ~ N(0, 1), the mean of
     a folded normal: |s| sqrt(2/pi) exp(-d^2 / 2s^2) + d (1 - 2 Phi(-d / |s|)); |d| when s = 0.
     """
-    mean1, std1, mean2, std2 = (torch.as_tensor(v, dtype=torch.get_default_dtype())
-                                for v in (mean1, std1, mean2, std2))
+    values = [torch.as_tensor(v) for v in (mean1, std1, mean2, std2)]
+    dtype = torch.get_default_dtype()                    # for numbers; tensors keep their precision
+    for v in values:
+        if v.is_floating_point():
+            dtype = torch.promote_types(dtype, v.dtype)
+    mean1, std1, mean2, std2 = (v.to(dtype) for v in values)
     if (std1 <= 0).any() or (std2 <= 0).any():
         raise ValueError("normal_w1 needs positive standard deviations (not variances or logs)")
     d, s = mean1 - mean2, (std1 - std2).abs()

@@ -153,7 +153,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    correct = sum((model(x[i:i + batch_size].to(device))[0].argmax(-1).cpu() == y[i:i + batch_size]).sum().item()
+    correct = sum((model(x[i:i + batch_size].to(device))[0].argmax(-1).cpu() == y[i:i + batch_size].cpu()).sum().item()
                   for i in range(0, len(x), batch_size))
     model.train(was_training)
     return correct / len(x)

@@ -99,7 +99,8 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
         raise ValueError(f"real and fake must be non-empty batches of the same shape, "
                          f"got {tuple(real.shape)} and {tuple(fake.shape)}")
     b = real.shape[0]
-    eps = torch.rand((b,) + (1,) * (real.dim() - 1), generator=generator, device=real.device)  # (B, 1, ...)
+    eps = torch.rand((b,) + (1,) * (real.dim() - 1), generator=generator, device=real.device,
+                     dtype=real.dtype)                                                        # (B, 1, ...)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)           # (B, ...)
     scores = critic(x_hat)                                                                   # (B,)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)                    # (B, ...)
@@ -117,11 +118,11 @@ class _Sampler(nn.Module):
     z_dim: int
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Standard normal latents ``(n, z_dim)`` on the model's device."""
+        """Standard normal latents ``(n, z_dim)`` on the model's device, in its dtype."""
         if not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        device = next(self.parameters()).device
-        return torch.randn(n, self.z_dim, generator=generator, device=device)
+        p = next(self.parameters())
+        return torch.randn(n, self.z_dim, generator=generator, device=p.device, dtype=p.dtype)
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:

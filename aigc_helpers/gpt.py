@@ -185,11 +185,14 @@ class GPT(nn.Module):
         """
         if idx.dim() != 2 or idx.shape[1] > self.config.block_size:
             raise ValueError(f"idx must have shape (B, T <= {self.config.block_size}), got {tuple(idx.shape)}")
+        was_training = self.training
+        self.eval()                                           # no dropout: the maps of the model as it predicts
         x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         maps = []
         for block in self.blocks:
             x, w = block(x, return_weights=True)
             maps.append(w)
+        self.train(was_training)
         return self.lm_head(self.ln_f(x)), torch.stack(maps)
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.95)) -> torch.optim.AdamW:

@@ -82,7 +82,7 @@ def normal_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2
 
 def numerical_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Central-difference gradient of a scalar function ``f`` at ``x``, in float64, shaped like ``x``."""
-    x = x.detach().to(torch.float64).clone()
+    x = x.detach().to(torch.float64).contiguous().clone()        # contiguous: view(-1) below
     out = f(x)
     if out.numel() != 1:
         raise ValueError(f"f must return a scalar, got shape {tuple(out.shape)}; use numerical_jacobian")
@@ -102,7 +102,7 @@ def numerical_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, e
 def numerical_jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                        eps: float = 1e-6) -> torch.Tensor:
     """Central-difference Jacobian (outputs, inputs) of ``f`` at ``x``, both flattened, in float64."""
-    x = x.detach().to(torch.float64).clone()
+    x = x.detach().to(torch.float64).contiguous().clone()        # contiguous: view(-1) below
     n_out = f(x).numel()
     jac = torch.zeros(n_out, x.numel(), dtype=torch.float64)
     flat = x.view(-1)

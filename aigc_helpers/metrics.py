@@ -47,8 +47,9 @@ def bits_per_char(loss_nats: float) -> float:
 def corpus_loss(model: torch.nn.Module, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> float:
     """Mean cross-entropy (nats per character) of ``model`` over all of ``ids`` (1-D).
 
-    ``ids`` is cut into non-overlapping windows of ``block_size + 1``; every character but
-    the first of each window is predicted once, from the characters before it in its window.
+    ``ids`` is cut into consecutive windows of ``block_size + 1`` that share one token (a
+    window's last token is the next one's first input); every token but ``ids[0]`` is
+    predicted once, from the tokens before it in its window.
     """
     ids = torch.as_tensor(ids).flatten()
     if len(ids) < 2:

@@ -30,8 +30,8 @@ from torch import nn
 
 def _as_ids(ids, vocab_size: int, who: str, min_len: int = 1) -> torch.Tensor:
     """Validate token ids: an integer tensor (or list) with values in [0, vocab_size)."""
-    if not isinstance(ids, torch.Tensor):
-        ids = torch.as_tensor(ids, dtype=torch.long)
+    if not isinstance(ids, torch.Tensor):                  # no dtype here: 1.9 must be refused, not cut to 1
+        ids = torch.as_tensor(ids) if len(ids) else torch.zeros(0, dtype=torch.long)
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"{who} expects integer token ids, got dtype {ids.dtype}")
     ids = ids.long()

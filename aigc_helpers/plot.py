@@ -46,7 +46,11 @@ def tile(images, nrow: int, *, pad: int = 1, fill: float = 1.0, border: bool = F
 
 def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] | None = None,
                ax=None, cmap: str = "gray", scale: float = 1.0):
-    """Show ``images`` ``(N, C, H, W)`` with values in [0, 1] as a grid, optionally captioned."""
+    """Show ``images`` ``(N, C, H, W)`` with values in [0, 1] as a grid, optionally captioned.
+
+    Returns the ``Axes``; with ``labels`` each image gets its own axes in a new figure, and
+    the array of them is returned (so ``ax`` cannot be given).
+    """
     x = _np(images)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected images of shape (N, 1 or 3, H, W), got {x.shape}")
@@ -54,6 +58,8 @@ def image_grid(images, nrow: int = 8, *, title: str = "", labels: Sequence[str] 
     ncol = min(nrow, n)
     nrows = int(np.ceil(n / ncol))
     if labels is not None:
+        if ax is not None:
+            raise ValueError("captioned images need a figure of their own: leave ax=None with labels")
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} images")
         fig, axes = plt.subplots(nrows, ncol, figsize=(scale * 1.1 * ncol, scale * 1.3 * nrows), squeeze=False,
@@ -96,7 +102,8 @@ def loss_curve(history=None, *, curves: dict[str, Sequence[float]] | None = None
         for name, values in history.evals.items():
             ax.plot(history.eval_steps, values, "o-", label=name.replace("_", " "))   # "val_loss" -> "val loss"
     for name, values in (curves or {}).items():
-        ax.plot(_smooth(np.asarray(values, dtype=float), smooth), label=name)
+        ys = _smooth(np.asarray(values, dtype=float), smooth)
+        ax.plot(np.arange(len(ys)) + (len(values) - len(ys)), ys, label=name)   # at its window's last step
     if logy:
         ax.set_yscale("log")
     ax.set_title(title)

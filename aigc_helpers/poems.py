@@ -64,14 +64,14 @@ def parse_poems(records: list[str]) -> list[Poem]:
 
 
 def split_poems(poems: list, val_frac: float = 0.1, seed: int = 0) -> tuple[list, list]:
-    """Shuffle whole poems with ``seed`` and hold out ``val_frac`` of them (at least one)."""
+    """Shuffle whole poems with ``seed`` and hold out ``val_frac`` of them (at least one in each split)."""
     if not 0 < val_frac < 1:
         raise ValueError(f"val_frac must be in (0, 1), got {val_frac}")
     if len(poems) < 2:
         raise ValueError("need at least two poems to split")
     order = list(range(len(poems)))
     random.Random(seed).shuffle(order)
-    n_val = max(1, round(val_frac * len(poems)))
+    n_val = min(len(poems) - 1, max(1, round(val_frac * len(poems))))
     return [poems[i] for i in order[n_val:]], [poems[i] for i in order[:n_val]]
 
 
@@ -123,12 +123,13 @@ def generate_poems(model, tok: CharTokenizer, prompts: list[str], max_new_tokens
     texts = [BOS + p for p in prompts]
     if hasattr(model, "generate"):
         device = next(model.parameters()).device
+        g = torch.Generator(device=device).manual_seed(seed)     # the model samples on its own device
         out = []
         for length in sorted({len(t) for t in texts}):          # a batch per prompt length
             idx = [i for i, t in enumerate(texts) if len(t) == length]
             x = torch.tensor([tok.encode(texts[i]) for i in idx], device=device)    # (B, length)
             y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                               generator=g if device.type == "cpu" else None)
+                               generator=g)
             out += [(i, tok.decode(row)) for i, row in zip(idx, y.cpu())]
         decoded = [s for _, s in sorted(out)]
     else:

@@ -74,7 +74,10 @@ class WatermarkProcessor:
                              f"got {tuple(prev_ids.shape)} and {tuple(logits.shape)}")
         mask = self.green.to(logits.device)[prev_ids]            # (B, V) green tokens of each row
         delta = torch.as_tensor(self.delta, dtype=logits.dtype, device=logits.device)
-        return logits + (delta[:, None] if delta.dim() == 1 else delta) * mask
+        delta = (delta[:, None] if delta.dim() == 1 else delta).expand_as(logits)
+        hard = torch.isinf(delta)                                # delta = inf: red tokens are ruled out
+        out = logits + torch.where(hard, 0.0, delta) * mask
+        return out.masked_fill(hard & ~mask, float("-inf"))
 
 
 @torch.no_grad()
@@ -184,7 +187,8 @@ def memorisation_rate(model: torch.nn.Module, corpus: torch.Tensor, starts: torc
                          f"of {len(corpus)}")
     offsets = torch.arange(prefix_len + k)
     windows = corpus[starts[:, None] + offsets]                                  # (N, prefix_len + k)
-    out = model.generate(windows[:, :prefix_len], k, temperature=0)              # (N, prefix_len + k) greedy
+    device = next(model.parameters()).device
+    out = model.generate(windows[:, :prefix_len].to(device), k, temperature=0)   # (N, prefix_len + k) greedy
     return (out[:, prefix_len:] == windows[:, prefix_len:].to(out.device)).all(dim=1).cpu()
 
 
@@ -220,7 +224,10 @@ def sequence_logprob(model: torch.nn.Module, ids: torch.Tensor, start: int) -> t
         raise ValueError(f"T={ids.shape[1]} is longer than block_size + 1 = {model.config.block_size + 1}")
     device = next(model.parameters()).device
     ids = ids.to(device)
+    was_training = model.training
+    model.eval()                                                               # no dropout in a score
     logp = model(ids[:, :-1])[0].log_softmax(dim=-1)                          # (N, T-1, V)
+    model.train(was_training)
     picked = logp.gather(2, ids[:, 1:, None]).squeeze(2)                       # (N, T-1) log P(token t | before)
     return picked[:, start - 1:].sum(dim=1).cpu()
 

@@ -249,11 +249,14 @@ class StyleGenerator(nn.Module):
     def make_noise(self, n: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """One standard-normal noise image ``(n, 1, H, W)`` per styled layer (pass them back to reuse)."""
         self._check_n(n)
-        return [torch.randn(n, 1, s, s, generator=generator, device=self.device) for s in self.layer_sizes()]
+        dtype = next(self.parameters()).dtype
+        return [torch.randn(n, 1, s, s, generator=generator, device=self.device, dtype=dtype)
+                for s in self.layer_sizes()]
 
     def random_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         self._check_n(n)
-        return torch.randn(n, self.config.z_dim, generator=generator, device=self.device)   # (n, z_dim)
+        return torch.randn(n, self.config.z_dim, generator=generator, device=self.device,
+                           dtype=next(self.parameters()).dtype)                            # (n, z_dim)
 
     def mean_w(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
         """The centre of W, estimated from ``n`` mapped z's (used by the truncation trick)."""
@@ -349,11 +352,12 @@ class StyleGenerator(nn.Module):
         was_training = self.training
         self.eval()
         z = self.random_z(n, generator)                                     # (n, z_dim)
+        noise = self.make_noise(n, generator)                               # before mean_w: the same for every psi
         w = self.mapping(z)                                                 # (n, w_dim)
         if truncation < 1.0:
             w_avg = self.mean_w(generator=generator)
             w = w_avg + truncation * (w - w_avg)
-        images = self.synthesize(self.broadcast(w), generator=generator)
+        images = self.synthesize(self.broadcast(w), noise=noise)
         self.train(was_training)
         return images
 
@@ -434,10 +438,13 @@ def make_stylegan_step(gen: StyleGenerator, disc: nn.Module, *, lr: float = 2e-3
         crossover = torch.where(mixed, crossover, torch.full_like(crossover, L))          # L: no mixing
         return gen.synthesize(gen.mix_ws(w1, w2, crossover), generator=generator, level=level)
 
+    calls = [0]                                                             # steps taken, over every train() call
+
     def step_fn(batch, step: int) -> dict[str, float]:
         real = batch[0] if isinstance(batch, (tuple, list)) else batch      # (n, C, H, W)
         n = real.shape[0]
-        level = top * min(1.0, step / grow_steps) if grow_steps > 0 else float(top)
+        level = top * min(1.0, calls[0] / grow_steps) if grow_steps > 0 else float(top)
+        calls[0] += 1                                   # train() may be called in several chunks
         if level < top:
             real = blur_to_level(real, level)                               # (n, C, H, W), blurred
         # discriminator: push real up, fake down

@@ -214,7 +214,10 @@ class TextConditionedUNet(nn.Module):
         self.text_encoder = text_encoder
         self.unet = unet
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:                                                 # no prompt: the empty one, full length
+            labels = self.null_condition(torch.zeros(len(x), self.text_encoder.config.max_len,
+                                                     dtype=torch.long, device=x.device))
         context, _ = self.text_encoder(labels)                             # (B, L, d)
         # Like Stable Diffusion's, the U-Net reads every position, padding included: the
         # padding's vectors are the encoder's outputs there, and skipping the mask is faster.

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -152,7 +153,9 @@ def train(
         data: a function returning one batch, or an iterable of batches
             (a ``DataLoader`` is restarted when exhausted).
         steps: number of optimizer steps.
-        lr, weight_decay, betas: AdamW settings (ignored with ``optimizer``).
+        lr, weight_decay, betas: AdamW settings. With ``optimizer`` they make no optimizer,
+            but ``lr`` is still the rate that ``lr_min`` is relative to: every parameter
+            group decays from its own rate to ``lr_min / lr`` of it.
         loss_fn: ``loss_fn(model, batch) -> scalar``; default ``model(x, y)[1]``.
         grad_clip: clip the global gradient norm to this value (``None``: off).
         warmup, lr_min: linear warm-up steps, then cosine decay to ``lr_min``.
@@ -349,8 +352,8 @@ def load_or_train(
             extra = load_checkpoint(model, path, full_config)
             model.to(device).eval()
             return model, {"cached": True, "path": str(path), "result": extra.get("result")}
-        except (ValueError, RuntimeError, KeyError):
-            pass  # unreadable or mismatched: fall through and train afresh
+        except (ValueError, RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError):
+            model = build()  # unreadable or mismatched: train a fresh model (a failed load may have set some weights)
     model.to(device)
     result = fit(model)
     if isinstance(result, History):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import MultiHeadAttention, padding_mask
+from .attention import MultiHeadAttention
 
 
 def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
@@ -146,8 +146,9 @@ class Seq2SeqTransformer(nn.Module):
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder states (B, S, d_model) and the source padding mask (B, 1, 1, S)."""
-        mask = padding_mask((src != self.config.pad_id).sum(1).clamp(min=1), src.shape[1]) \
-            if (src == self.config.pad_id).any() else None
+        keep = src != self.config.pad_id                     # (B, S) real tokens, wherever the padding sits
+        keep[:, 0] |= ~keep.any(1)                           # a row of padding only still attends somewhere
+        mask = keep[:, None, None, :] if not keep.all() else None
         x = self._embed(self.src_emb, src)
         for block in self.encoder:
             x = block(x, mask=mask)
@@ -172,8 +173,8 @@ class Seq2SeqTransformer(nn.Module):
     @torch.no_grad()
     def greedy_decode(self, src: torch.Tensor, bos_id: int, max_len: int) -> torch.Tensor:
         """Generate (B, max_len) target ids one token at a time, always taking the most likely."""
-        if max_len < 1 or max_len + 1 > self.config.max_len:
-            raise ValueError(f"max_len must be in [1, {self.config.max_len - 1}], got {max_len}")
+        if max_len < 1 or max_len > self.config.max_len:       # the decoder reads at most max_len tokens
+            raise ValueError(f"max_len must be in [1, {self.config.max_len}], got {max_len}")
         memory, mask = self.encode(src)
         out = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
         for _ in range(max_len):

@@ -212,9 +212,9 @@ class UNet(nn.Module):
             if labels is None:
                 labels = torch.full_like(t, c.n_classes)                   # no label given: the empty condition
             if labels.shape != t.shape or (labels < 0).any() or (labels > c.n_classes).any():
+                values = f" with values {labels.min().item()}..{labels.max().item()}" if labels.numel() else ""
                 raise ValueError(f"expected labels of shape ({len(x)},) in 0..{c.n_classes} "
-                                 f"({c.n_classes} = no label), got shape {tuple(labels.shape)} with values "
-                                 f"{labels.min().item()}..{labels.max().item()}")
+                                 f"({c.n_classes} = no label), got shape {tuple(labels.shape)}{values}")
             emb = emb + self.label_emb(labels)                             # (B, 4 t_dim): step and class
         elif labels is not None:
             raise ValueError("this U-Net is unconditional (n_classes = 0); labels must be None")

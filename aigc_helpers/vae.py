@@ -190,7 +190,8 @@ class VAE(nn.Module):
             raise ValueError("this VAE is unconditional: call sample(n) without labels")
         if not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.device)  # (n, d)
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.device,
+                        dtype=next(self.parameters()).dtype)                                # (n, d)
         return self.decode(z)
 
 

@@ -74,3 +74,8 @@ def test_bad_inputs():
         padding_mask(torch.tensor([0, 3]), 3)
     with pytest.raises(ValueError, match="query"):
         MultiHeadAttention(8, 2)(torch.randn(2, 3, 4))
+
+
+def test_load_from_torch_refuses_modules_that_differ_in_biases():
+    with pytest.raises(ValueError, match="bias"):
+        MultiHeadAttention(16, 4).load_from_torch(torch.nn.MultiheadAttention(16, 4, bias=False, batch_first=True))

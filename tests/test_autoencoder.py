@@ -158,3 +158,10 @@ def test_latent_scale_is_one_over_the_std_of_the_means():
     model.eval()
     latent_scale(model, x)
     assert not model.training
+
+
+def test_decoder_mirrors_the_encoder_whatever_the_image_channels():
+    from aigc_helpers.autoencoder import conv_decoder
+    kinds = lambda out: [type(l).__name__ for l in conv_decoder(4, (16, 32), out, 4)]
+    assert kinds(16) == kinds(3) == ["Conv2d", "ResidualConv", "SiLU", "ConvTranspose2d", "ResidualConv",
+                                     "SiLU", "ConvTranspose2d"]

@@ -151,3 +151,11 @@ def test_pipeline(tok):
         DallePipeline(vq, model, WordTokenizer(["a"], max_len=4))
     with pytest.raises(ValueError, match="unknown word"):
         pipe("a red bag")
+
+
+def test_generate_refuses_prefix_codes_out_of_range():
+    m = MiniDalle(DalleConfig(text_vocab=5, text_len=4, n_codes=16, image_tokens=9, n_layer=2, n_head=2, n_embd=32))
+    ids = WordTokenizer(["a", "b", "c"], max_len=4).encode(["a b"])
+    for bad in ([[-1, -5]], [[16]]):
+        with pytest.raises(ValueError, match="prefix codes"):
+            m.generate(ids, temperature=0, prefix=torch.tensor(bad))

@@ -256,3 +256,15 @@ def test_tang_poems_from_a_downloaded_deb(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "TANG300_SHA256", hashlib.sha256(deb).hexdigest())
     monkeypatch.setenv("AIGC_CACHE", str(tmp_path / "cache"))
     assert data.load_tang_poems() == ["《静夜思》\n李白\n床前明月光，疑是地上霜。"]
+
+
+def test_train_val_split_is_not_cut_short_by_float_rounding():
+    assert [len(p) for p in data.train_val_split(list(range(10)), 0.9)] == [1, 9]
+    assert [len(p) for p in data.train_val_split(list(range(100)), 0.9)] == [10, 90]
+    assert [len(p) for p in data.train_val_split(list(range(50)), 0.8)] == [10, 40]
+    assert [len(p) for p in data.train_val_split(list(range(1797)), 0.1)] == [1617, 180]
+
+
+def test_load_shakespeare_refuses_max_chars_below_one():
+    with pytest.raises(ValueError, match="max_chars"):
+        data.load_shakespeare(max_chars=0)

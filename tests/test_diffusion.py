@@ -214,13 +214,16 @@ def test_images_are_trained_in_minus_one_to_one():
 
     class Spy(nn.Module):
         def forward(self, x, t):
-            seen.append(x)
+            seen.append((x, t))
             return torch.zeros_like(x)
 
-    model = DDPM(Spy(), (1, 4, 4), DDPMConfig(T=1, schedule="linear"))    # one step: beta = 0.1
+    set_seed(0)
+    model = DDPM(Spy(), (1, 4, 4), DDPMConfig(T=10, schedule="linear"))
     black = torch.zeros(2048, 1, 4, 4)
     loss = ddpm_loss_fn(model, (black, torch.zeros(2048)))                 # (x, labels) batches work too
-    assert seen[0].mean().item() == pytest.approx(-math.sqrt(0.9), abs=0.01)   # black is -1, not 0
+    x, t = seen[0]
+    expected = -model.schedule.alpha_bars[t].sqrt().mean().item()         # E[x_t] = sqrt(alpha_bar_t) x_0, x_0 = -1
+    assert expected < -0.3 and x.mean().item() == pytest.approx(expected, abs=0.01)   # black is -1, not 0
     assert loss.item() == pytest.approx(1.0, abs=0.02)                     # predicting zero noise costs E[eps^2]
 
 
@@ -511,3 +514,9 @@ def test_class_labels_with_a_negative_label():
                               2 * cond - negative, atol=1e-5)
     with pytest.raises(ValueError, match="0..2"):
         model.sample_ddim(2, steps=2, labels=labels, guidance_scale=2.0, uncond_labels=torch.tensor([0, 3]))
+
+
+def test_a_one_step_schedule_reaches_noise():
+    from aigc_helpers.diffusion import scaled_linear_betas
+    for betas in (linear_betas(1), scaled_linear_betas(1)):
+        assert betas.shape == (1,) and 1 - betas[0] < 0.02            # alpha_bar_T is small, as with T = 1000

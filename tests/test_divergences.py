@@ -225,3 +225,10 @@ def test_bad_inputs_raise_clear_errors():
         wasserstein1_1d(torch.zeros(0), torch.zeros(3))
     with pytest.raises(ValueError, match="positive standard deviations"):
         normal_w1(0.0, -1.0, 0.0, 1.0)
+
+
+def test_normal_w1_keeps_float64_precision():
+    torch.set_default_dtype(torch.float32)          # the usual default (this module's fixture restores its own)
+    d = torch.tensor(1.0, dtype=torch.float64)
+    w = normal_w1(torch.tensor(1e8 + 1, dtype=torch.float64), d, torch.tensor(1e8, dtype=torch.float64), d)
+    assert w.dtype == torch.float64 and w.item() == 1.0

@@ -253,3 +253,10 @@ def test_modes_covered_by_hand():
         modes_covered(torch.zeros(5, 3), centers, std)
     with pytest.raises(ValueError, match="min_frac"):
         modes_covered(samples, centers, std, min_frac=0)
+
+
+def test_gradient_penalty_and_sampling_follow_the_model_s_dtype():
+    D = MLPDiscriminator(GANConfig()).double()
+    real, fake = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    assert gradient_penalty(D, real, fake).dtype == torch.float64
+    assert MLPGenerator(GANConfig()).double().sample(3).dtype == torch.float64

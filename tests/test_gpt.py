@@ -162,3 +162,12 @@ def test_attention_maps_use_from_scratch_attention_and_match_the_fused_model():
     assert (logits - m(idx)[0]).abs().max() <= 1e-5
     assert torch.allclose(maps.sum(-1), torch.ones(2, 2, 2, 10))
     assert (maps.triu(1) == 0).all()  # causal: nothing above the diagonal
+
+
+def test_attention_maps_switch_dropout_off_and_restore_the_mode():
+    set_seed(0)
+    m = GPT(GPTConfig(vocab_size=12, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.2))     # training mode
+    idx = torch.randint(0, 12, (2, 8))
+    (l1, w1), (l2, w2) = m.attention_maps(idx), m.attention_maps(idx)
+    assert torch.equal(l1, l2) and torch.equal(w1, w2) and m.training
+    assert torch.allclose(l1, m.eval()(idx)[0], atol=1e-5)

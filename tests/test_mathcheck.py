@@ -83,3 +83,11 @@ def test_normal_kl_against_torch_distributions_and_monte_carlo():
     assert normal_kl(0.3, 0.49, -0.2, 1.69).item() == pytest.approx(mc, abs=5e-3)
     with pytest.raises(ValueError, match="positive variances"):
         normal_kl(0.0, -1.0, 0.0, 1.0)
+
+
+def test_numerical_derivatives_accept_a_transposed_input():
+    from aigc_helpers.mathcheck import numerical_grad, numerical_jacobian
+    x = torch.randn(3, 4, dtype=torch.float64).T                        # not contiguous
+    assert torch.allclose(numerical_grad(lambda t: (t ** 2).sum(), x), 2 * x, atol=1e-6)
+    assert torch.allclose(numerical_jacobian(lambda t: t ** 2, x).reshape(12, 12).diagonal(),
+                          2 * x.reshape(-1), atol=1e-6)

@@ -232,3 +232,13 @@ def test_bad_input_raises_clear_errors():
         CountBigramLM.from_ids([0, 1, 2], 5, alpha=-1)
     with pytest.raises(ValueError, match="vocab_size"):
         BigramLM(0)
+
+
+def test_ids_given_as_a_list_of_floats_are_refused_not_truncated():
+    with pytest.raises(ValueError, match="integer token ids"):
+        UnigramLM.from_ids([0.5, 1.9, 2.7], vocab_size=3)
+    with pytest.raises(ValueError, match="integer token ids"):
+        count_bigrams([0.2, 1.8], 2)
+    with pytest.raises(ValueError, match="at least 1 token"):
+        UnigramLM.from_ids([], vocab_size=3)
+    assert UnigramLM.from_ids([0, 1, 1], vocab_size=3).counts.tolist() == [1.0, 2.0, 0.0]

@@ -80,3 +80,20 @@ def test_loss_curve_plots_evaluations_at_their_steps_with_readable_labels():
     assert set(lines) == {"train loss", "val loss"}
     assert list(lines["val loss"].get_xdata()) == [1, 3] and list(lines["val loss"].get_ydata()) == [2.6, 1.9]
     matplotlib.pyplot.close("all")
+
+
+def test_curves_are_drawn_at_the_steps_of_the_training_loss_when_smoothed():
+    from aigc_helpers.train import History
+    h = History(steps=list(range(10)), loss=list(range(10)))
+    ax = plot.loss_curve(h, curves={"same": list(range(10))}, smooth=5)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["same"].get_xdata()) == list(lines["train loss (mean of 5)"].get_xdata()) == [4, 5, 6, 7, 8, 9]
+    assert list(lines["same"].get_ydata()) == list(lines["train loss (mean of 5)"].get_ydata())
+    matplotlib.pyplot.close("all")
+
+
+def test_captioned_image_grid_refuses_a_given_axes():
+    _, ax = matplotlib.pyplot.subplots()
+    with pytest.raises(ValueError, match="figure of their own"):
+        plot.image_grid(torch.rand(4, 1, 8, 8), nrow=4, labels=list("abcd"), ax=ax)
+    matplotlib.pyplot.close("all")

@@ -153,3 +153,8 @@ def test_longest_shared_substring():
                      if text[i:j] in corpus), default=0)
         found = longest_shared_substring(text, corpus)
         assert len(found) == brute and found in corpus and found in text
+
+
+def test_split_poems_keeps_at_least_one_poem_on_each_side():
+    assert [len(s) for s in split_poems(list("ab"), 0.9)] == [1, 1]
+    assert [len(s) for s in split_poems(list(range(10)), 0.96)] == [1, 9]

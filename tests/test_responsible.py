@@ -201,3 +201,23 @@ def test_association_test_p_is_uniform_under_h0():
                        for _ in range(300)])
     assert abs((ps < 0.05).float().mean().item() - 0.05) < 0.04
     assert abs(ps.mean().item() - 0.5) < 0.06
+
+
+def test_hard_watermark_allows_green_tokens_only():
+    wp = WatermarkProcessor(8, 0.5, delta=float("inf"))
+    prev, logits = torch.tensor([0, 1]), torch.zeros(2, 8)
+    probs = wp(prev, logits).softmax(-1)
+    green = wp.green[prev]
+    assert torch.isfinite(probs).all()
+    assert torch.allclose(probs[green], torch.full((int(green.sum()),), 0.25)) and (probs[~green] == 0).all()
+    assert torch.equal(WatermarkProcessor(8, 0.5, delta=2.0)(prev, logits), 2.0 * green)   # finite: as before
+
+
+def test_sequence_logprob_scores_without_dropout_and_keeps_the_mode():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.3))    # training mode
+    ids = torch.randint(0, 10, (2, 6))
+    a, b = sequence_logprob(m, ids, 2), sequence_logprob(m, ids, 2)
+    assert torch.equal(a, b) and m.training
+    m.eval()
+    assert torch.allclose(a, sequence_logprob(m, ids, 2))

@@ -185,7 +185,8 @@ def test_one_training_step_changes_both_networks(gen):
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert logs["level"] == 2.0                                         # no growing: full size from step 0
     grow = make_stylegan_step(gen, disc, grow_steps=10)
-    assert grow((torch.rand(8, 1, 16, 16),), 5)["level"] == 1.0
+    levels = [grow((torch.rand(8, 1, 16, 16),), k)["level"] for k in range(6)]
+    assert levels[5] == 1.0                                             # the sixth step of ten: level 2 * 5 / 10
     assert any(not torch.equal(a, b) for a, b in zip(before_g, gen.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, disc.parameters()))
     assert abs(logs["d_loss"] - 2 * 0.6931) < 0.3    # near log 4 for an undecided discriminator
@@ -225,3 +226,22 @@ def test_style_mixing_regularisation_mixes_a_mixing_prob_share_of_fakes(gen):
     assert len(c) == 512 and c.min() >= 1 and c.max() <= L
     assert (c < L).float().mean().item() == pytest.approx(0.3, abs=0.07)   # sd of the share: 0.02
     assert set((c[c < L]).tolist()) == set(range(1, L))
+
+
+def test_truncation_keeps_the_noise_and_growth_continues_over_train_calls():
+    from aigc_helpers.stylegan import StyleGenerator, make_stylegan_step
+    from aigc_helpers.train import train
+    torch.manual_seed(0)
+    G = StyleGenerator().eval()
+    a = G.sample(4, generator=torch.Generator().manual_seed(1), truncation=1.0)
+    b = G.sample(4, generator=torch.Generator().manual_seed(1), truncation=1.0 - 1e-9)
+    assert torch.allclose(a, b, atol=1e-4)                               # the same z and the same noise
+    assert G.double().sample(2).dtype == torch.float64
+    G = StyleGenerator()
+    size = G.config.image_size if hasattr(G.config, "image_size") else 16
+    step = make_stylegan_step(G, SmallDiscriminator(size, 1, 8), grow_steps=4)
+    data = lambda: torch.rand(4, 1, size, size)
+    h1 = train(G, data, 3, step_fn=step, device="cpu", progress=False)
+    h2 = train(G, data, 3, step_fn=step, device="cpu", progress=False)
+    top = G.config.max_level
+    assert h1.logs["level"] == [0.0, top / 4, top / 2] and h2.logs["level"][0] == top * 3 / 4

@@ -357,3 +357,14 @@ def test_pipeline_errors(tok):
         pipe("a purple bag", num_inference_steps=2)
     with pytest.raises(ValueError, match="x_T must have shape"):
         pipe("a bag", num_inference_steps=2, latents=torch.randn(2, 2, 2, 2))
+
+
+def test_a_text_conditioned_ddpm_samples_without_a_prompt_as_with_the_empty_one():
+    tok = WordTokenizer(caption_vocabulary())
+    set_seed(0)
+    net = TextConditionedUNet(TextEncoder(TextEncoderConfig(vocab_size=tok.vocab_size, d_model=16, n_head=2, n_layer=1)),
+                              UNet(UNetConfig(base=8, t_dim=8, groups=4, context_dim=16, n_head=2)))
+    m = DDPM(net, (1, 8, 8), DDPMConfig(T=10))
+    none = m.sample(2, generator=torch.Generator().manual_seed(0))
+    empty = m.sample(2, labels=tok.encode(["", ""]), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(none, empty)

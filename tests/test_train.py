@@ -1,5 +1,7 @@
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -160,6 +162,36 @@ def test_load_or_train_caches_and_rejects_changed_config(tmp_path, monkeypatch):
     assert History.from_dict(info2["result"]).loss == info1["result"]["loss"]
     m3, info3 = load_or_train("reg", {"lr": 0.01}, build, fit, device="cpu")  # changed config: trains again
     assert len(fits) == 2 and not info3["cached"] and info3["path"] != info1["path"]
+
+
+def test_load_or_train_retrains_over_a_corrupt_cache_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGC_CACHE", str(tmp_path))
+    fits = []
+
+    def fit(model):
+        fits.append(1)
+        return {"fits": len(fits)}
+
+    def build():
+        torch.manual_seed(0)
+        return Regressor()
+
+    _, info = load_or_train("reg", {"lr": 0.05}, build, fit, device="cpu")
+    good = Path(info["path"]).read_bytes()
+    for damaged in (b"", good[:100], b"not a checkpoint\n"):
+        Path(info["path"]).write_bytes(damaged)
+        model, again = load_or_train("reg", {"lr": 0.05}, build, fit, device="cpu")
+        assert not again["cached"] and torch.equal(model.lin.weight, build().lin.weight)
+    assert len(fits) == 4
+
+
+def test_train_with_an_optimizer_decays_each_group_to_lr_min_over_lr_of_its_rate():
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD([{"params": [model.weight], "lr": 0.1}, {"params": [model.bias], "lr": 0.02}])
+    h = train(model, lambda: make_batch(), 50, optimizer=opt, lr=0.1, lr_min=0.01, device="cpu", progress=False,
+              loss_fn=lambda m, b: ((m(b[0]).squeeze(1) - b[1]) ** 2).mean())
+    assert h.lr[0] == pytest.approx(0.1) and h.lr[-1] == pytest.approx(0.01, rel=0.01)
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.002, rel=0.01)     # the same ratio for every group
 
 
 def test_keep_best_keeps_and_restores_the_lowest_weights():

@@ -66,3 +66,16 @@ def test_seq2seq_learns_to_copy(pre_ln):
     src = torch.randint(2, 8, (64, 5), generator=g)
     out = m.eval().greedy_decode(src, bos_id=1, max_len=5)
     assert (out == src).all(1).float().mean() > 0.9
+
+
+def test_encoder_masks_padding_wherever_it_is_and_greedy_decode_takes_the_full_length():
+    set_seed(0)
+    cfg = Seq2SeqConfig(src_vocab=8, tgt_vocab=8, d_model=16, n_head=2, n_layer=1, d_ff=32, max_len=6, pad_id=0)
+    m = Seq2SeqTransformer(cfg).eval()
+    _, mask = m.encode(torch.tensor([[0, 0, 5, 6], [5, 6, 7, 0]]))
+    assert mask[:, 0, 0].tolist() == [[False, False, True, True], [True, True, True, False]]
+    _, mask = m.encode(torch.tensor([[0, 0]]))                           # padding only: one key kept
+    assert mask[0, 0, 0].tolist() == [True, False]
+    assert m.greedy_decode(torch.tensor([[5, 6]]), bos_id=1, max_len=cfg.max_len).shape == (1, cfg.max_len)
+    with pytest.raises(ValueError, match="max_len"):
+        m.greedy_decode(torch.tensor([[5, 6]]), bos_id=1, max_len=cfg.max_len + 1)

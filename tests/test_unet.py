@@ -243,3 +243,9 @@ def test_unet_with_labels_and_context():
     a = net(x, t, torch.tensor([0, 1]), context=ctx)
     assert not torch.allclose(a, net(x, t, torch.tensor([2, 2]), context=ctx), atol=1e-4)
     assert not torch.allclose(a, net(x, t, torch.tensor([0, 1]), context=ctx.flip(0)), atol=1e-4)
+
+
+def test_empty_labels_give_the_label_error():
+    u = UNet(UNetConfig(base=8, t_dim=8, groups=4, n_classes=10))
+    with pytest.raises(ValueError, match="expected labels"):
+        u(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), torch.tensor([], dtype=torch.long))

@@ -203,3 +203,7 @@ def test_bad_input_raises_value_error():
         binomial_nll(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), trials=0)
     with pytest.raises(ValueError, match="beta"):
         VAE(small_config(beta=-1.0))
+
+
+def test_sampling_follows_the_model_s_dtype():
+    assert VAE(VAEConfig()).double().sample(2).dtype == torch.float64
