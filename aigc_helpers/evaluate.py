@@ -39,11 +39,14 @@ def text_bits_per_char(model: torch.nn.Module, ids: torch.Tensor, block_size: in
 
     The text is cut into consecutive windows of ``block_size + 1`` tokens (a
     window's last token is the first input of the next); each window predicts
-    its tokens 2..T+1 from the ones before, as in training.
+    its tokens 2..T+1 from the ones before, as in training. Tokens after the
+    last whole window are left out, so every scored token has a context of the
+    same kind. A text shorter than one window is scored as a single window of
+    all its tokens (a model with a long context scoring a short sample).
     """
-    if ids.dim() != 1 or len(ids) < block_size + 1:
-        raise ValueError(f"expected a 1-D tensor of at least block_size + 1 = {block_size + 1} ids, "
-                         f"got shape {tuple(ids.shape)}")
+    if ids.dim() != 1 or len(ids) < 2:
+        raise ValueError(f"expected a 1-D tensor of at least 2 ids, got shape {tuple(ids.shape)}")
+    block_size = min(block_size, len(ids) - 1)
     n_win = (len(ids) - 1) // block_size
     return corpus_loss(model, ids[:n_win * block_size + 1], block_size) / math.log(2)   # whole windows only
 

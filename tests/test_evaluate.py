@@ -24,8 +24,14 @@ def test_text_bits_per_char_matches_cross_entropy():
         logits, _ = model(x[None])
         losses.append(torch.nn.functional.cross_entropy(logits[0], y, reduction="none"))
     assert got == pytest.approx(torch.cat(losses).mean().item() / math.log(2), rel=1e-5)
-    with pytest.raises(ValueError):
-        evaluate.text_bits_per_char(model, ids[:8], 8)
+    # a text shorter than one window is one window of all its tokens
+    short = ids[:6]
+    logits, _ = model(short[None, :-1])
+    want = torch.nn.functional.cross_entropy(logits[0], short[1:]).item() / math.log(2)
+    assert evaluate.text_bits_per_char(model, short, 8) == pytest.approx(want, rel=1e-5)
+    for bad in (ids[:1], ids.view(1, -1)):
+        with pytest.raises(ValueError):
+            evaluate.text_bits_per_char(model, bad, 8)
 
 
 def test_known_word_rate():
