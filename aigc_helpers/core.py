@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,33 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+@contextmanager
+def full_float32():
+    """Inside this block, float32 matrix products and convolutions on a GPU use full float32.
+
+    By default PyTorch lets cuDNN convolutions on recent NVIDIA GPUs (Ampere and later) round
+    their inputs to TF32, a format with a 10-bit mantissa: faster, and harmless for training,
+    but two computations that agree to float32 rounding can then differ by about 1e-3.
+    Checks that compare two routes to the same number run inside this block. On a CPU it
+    changes nothing.
+    """
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    if hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):   # PyTorch >= 2.9
+        saved = conv.fp32_precision, matmul.fp32_precision
+        conv.fp32_precision = matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            conv.fp32_precision, matmul.fp32_precision = saved
+    else:                                                                       # older releases
+        saved = torch.backends.cudnn.allow_tf32, matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def cache_dir(*parts: str) -> Path:

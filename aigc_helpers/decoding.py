@@ -67,7 +67,9 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row of ``logits`` ``(B, V) -> (B,)``.
 
-    ``temperature=0`` is greedy decoding; ``top_k`` and ``top_p`` filter first.
+    ``temperature=0`` is greedy decoding; ``top_k`` and ``top_p`` filter first. The draw
+    happens where ``generator`` lives, so a seeded CPU generator also works for a model on
+    a GPU; the token comes back on the device of ``logits``.
     """
     _check_temperature(temperature)
     if top_k is not None:
@@ -77,7 +79,9 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     if temperature == 0:
         return greedy(logits)
     probs = apply_temperature(logits, temperature).softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if generator is not None:
+        probs = probs.to(generator.device)                  # draw where the generator lives
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
 
 
 @torch.no_grad()

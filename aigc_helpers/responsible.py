@@ -90,7 +90,9 @@ def sample_with_processor(model: torch.nn.Module, idx: torch.Tensor, max_new_tok
     Returns ``(ids (B, T + n), logp (B, n))`` where ``logp`` is the log-probability of each
     new token under the model *without* the processor (at the same temperature), so
     ``logp.mean()`` measures how natural the text is to the unwatermarked model.
-    The context is cropped to the model's ``block_size`` (no KV cache: kept simple).
+    The context is cropped to the model's ``block_size`` (no KV cache: kept simple). The
+    model runs on its own device; the draw happens where ``generator`` lives, and both
+    outputs come back on the device of ``idx``.
     """
     if idx.dim() != 2 or idx.shape[1] == 0:
         raise ValueError("the prompt must be a non-empty (B, T) tensor of token ids")
@@ -99,17 +101,23 @@ def sample_with_processor(model: torch.nn.Module, idx: torch.Tensor, max_new_tok
     was_training = model.training
     model.eval()
     block = model.config.block_size
+    home = idx.device
+    idx = idx.to(next(model.parameters()).device)
     logps = []
     for _ in range(max_new_tokens):
         logits = model(idx[:, -block:])[0][:, -1, :] / temperature         # (B, V)
         raw = logits.log_softmax(dim=-1)                                   # (B, V) the model's own
         if processor is not None:
             logits = processor(idx[:, -1], logits)
-        nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (B, 1)
+        probs = logits.softmax(dim=-1)
+        if generator is not None:
+            probs = probs.to(generator.device)                             # draw where the generator lives
+        nxt = torch.multinomial(probs, 1, generator=generator).to(idx.device)  # (B, 1)
         logps.append(raw.gather(1, nxt))
         idx = torch.cat([idx, nxt], dim=1)
     model.train(was_training)
-    return idx, torch.cat(logps, dim=1) if logps else idx.new_zeros(idx.shape[0], 0, dtype=torch.float)
+    logp = torch.cat(logps, dim=1) if logps else idx.new_zeros(idx.shape[0], 0, dtype=torch.float)
+    return idx.to(home), logp.to(home)
 
 
 def green_count(ids: torch.Tensor, green: torch.Tensor, unique: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_helpers import budget, cache_dir, get_device, is_full_budget, set_seed, synchronize
+from aigc_helpers import budget, cache_dir, full_float32, get_device, is_full_budget, set_seed, synchronize
 
 
 def test_set_seed_makes_runs_repeat():
@@ -65,3 +65,23 @@ def test_synchronize_waits_only_on_accelerators(monkeypatch):
     synchronize(torch.device("cuda", 0))
     synchronize("mps")
     assert calls == [("cuda", torch.device("cuda", 0)), ("mps", None)]
+
+
+def test_full_float32_switches_tf32_off_and_restores_it():
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = "tf32"                                   # as on a recent GPU by default
+    try:
+        with full_float32():
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+            with pytest.raises(KeyError):                          # restored even when the block fails
+                with full_float32():
+                    raise KeyError("x")
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", before[1])
+        x = torch.randn(2, 3, 8, 8)
+        with full_float32():                                       # on a CPU the numbers do not change
+            inside = torch.nn.functional.conv2d(x, torch.ones(4, 3, 3, 3))
+        assert torch.equal(inside, torch.nn.functional.conv2d(x, torch.ones(4, 3, 3, 3)))
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
