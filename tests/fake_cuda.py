@@ -196,7 +196,8 @@ def fake_cuda():
     """Pretend to have a CUDA GPU inside the block; yields the list of findings."""
     findings: list[str] = []
     module_to, module_cuda, module_cpu = torch.nn.Module.to, torch.nn.Module.cuda, torch.nn.Module.cpu
-    cuda_names = ("is_available", "device_count", "synchronize", "manual_seed", "manual_seed_all")
+    cuda_names = ("is_available", "device_count", "synchronize", "manual_seed", "manual_seed_all",
+                  "current_device", "_exchange_device", "_maybe_exchange_device")
     saved_cuda = {n: getattr(torch.cuda, n) for n in cuda_names}
 
     def to(self, *args, **kwargs):
@@ -224,6 +225,8 @@ def fake_cuda():
     torch.cuda.device_count = lambda: 1
     for n in ("synchronize", "manual_seed", "manual_seed_all"):
         setattr(torch.cuda, n, lambda *a, **k: None)
+    for n in ("current_device", "_exchange_device", "_maybe_exchange_device"):   # torch.cuda.device(i) blocks
+        setattr(torch.cuda, n, lambda *a, **k: 0)
     try:
         with _FakeCudaMode(findings):
             yield findings

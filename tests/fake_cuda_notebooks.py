@@ -8,8 +8,8 @@ Each notebook runs in its own kernel with a first cell that enters ``fake_cuda()
 ``get_device()`` returns ``cuda`` and every model and tensor moved there is tracked. Cells
 run to the end even when one fails. Printed per notebook: its findings (places where a CPU
 tensor meets a GPU one, a draw uses a generator on the wrong device, or a GPU tensor goes
-to NumPy) and the cells that raised. Some libraries ask the CUDA driver directly (the
-Hugging Face ``pipeline`` does); their cells raise here without saying anything about a GPU.
+to NumPy) and the cells that raised. Code that asks the CUDA driver itself raises (streams,
+CUDA memory statistics); their cells raise here without saying anything about a GPU.
 The exit status is 1 when any notebook has findings. It takes a few minutes per notebook.
 """
 
