@@ -134,11 +134,12 @@ def green_count(ids: torch.Tensor, green: torch.Tensor, unique: bool = False) ->
     if int(ids.max()) >= V or int(ids.min()) < 0:
         raise ValueError(f"token ids must be in [0, {V})")
     if not unique:
-        hits = green[ids[:, :-1], ids[:, 1:]]                    # (B, T-1) was token t green after token t-1?
-        return hits.sum(dim=1), torch.full((ids.shape[0],), ids.shape[1] - 1)
+        hits = green.to(ids.device)[ids[:, :-1], ids[:, 1:]]     # (B, T-1) was token t green after token t-1?
+        return hits.sum(dim=1), torch.full((ids.shape[0],), ids.shape[1] - 1, device=ids.device)
     pair = ids[:, :-1] * V + ids[:, 1:]                          # (B, T-1) one id per (previous, token) pair
-    seen = torch.zeros(ids.shape[0], V * V, dtype=torch.bool).scatter_(1, pair.cpu(), True)  # (B, V*V)
-    return (seen & green.flatten().cpu()).sum(dim=1), seen.sum(dim=1)
+    seen = torch.zeros(ids.shape[0], V * V, dtype=torch.bool, device=ids.device)
+    seen.scatter_(1, pair, True)                                 # (B, V*V) which pairs the row contains
+    return (seen & green.to(ids.device).flatten()).sum(dim=1), seen.sum(dim=1)
 
 
 def watermark_z(ids: torch.Tensor, green: torch.Tensor, gamma: float | None = None,
@@ -165,14 +166,18 @@ def substitute(ids: torch.Tensor, frac: float, vocab_size: int,
     """Replace a random ``frac`` of the tokens of ``ids`` (B, T) by other random tokens.
 
     Exactly ``round(frac * T)`` positions per row change, each to a token different from the old one.
+    The random numbers are drawn where ``generator`` lives (the CPU without one), so a seeded
+    generator edits the same positions whether ``ids`` sit on the CPU or on a GPU.
     """
     if not 0 <= frac <= 1:
         raise ValueError(f"frac must be in [0, 1], got {frac}")
     ids = ids.clone()
     B, T = ids.shape
     n = round(frac * T)
-    pos = torch.rand(B, T, generator=generator).argsort(dim=1)[:, :n]              # (B, n) positions to change
-    shift = torch.randint(1, vocab_size, (B, n), generator=generator)             # never 0: always a new token
+    where = generator.device if generator is not None else torch.device("cpu")
+    pos = torch.rand(B, T, generator=generator, device=where).argsort(dim=1)[:, :n]   # (B, n) positions to change
+    shift = torch.randint(1, vocab_size, (B, n), generator=generator, device=where)  # never 0: a new token
+    pos, shift = pos.to(ids.device), shift.to(ids.device)
     ids.scatter_(1, pos, (ids.gather(1, pos) + shift) % vocab_size)
     return ids
 

@@ -13,7 +13,8 @@ from aigc_helpers import get_device, set_seed
 from aigc_helpers.decoding import sample_next
 from aigc_helpers.diffusion import DDPM, DDPMConfig
 from aigc_helpers.gpt import GPT, GPTConfig
-from aigc_helpers.responsible import WatermarkProcessor, sample_with_processor
+from aigc_helpers.responsible import (WatermarkProcessor, green_count, green_lists, sample_with_processor, substitute,
+                                      watermark_z)
 from aigc_helpers.train import train
 from aigc_helpers.unet import UNet, UNetConfig
 from fake_cuda import fake_cuda
@@ -123,6 +124,23 @@ def test_ddpm_sampling_on_gpu_with_cpu_labels_and_noise():
         assert out.device.type == "cuda"
         ddpm.sample(3, labels=[4, 5, 6], generator=torch.Generator("cuda").manual_seed(0))
         ddpm.to("cpu")
+    assert findings == []
+
+
+def test_watermark_detector_and_edits_on_gpu_ids():
+    ids = torch.randint(0, 11, (3, 20), generator=torch.Generator().manual_seed(0))
+    green = green_lists(11, 0.5, key=0)
+    edited_cpu = substitute(ids, 0.3, 11, torch.Generator().manual_seed(4))
+    z_cpu = {u: watermark_z(ids, green, unique=u) for u in (False, True)}
+    with fake_cuda() as findings:
+        gpu_ids = ids.to("cuda")
+        for u in (False, True):
+            count, n = green_count(gpu_ids, green, unique=u)              # CPU key table, GPU text
+            assert count.device.type == "cuda" and n.device.type == "cuda"
+            assert torch.allclose(watermark_z(gpu_ids, green, unique=u).cpu(), z_cpu[u])
+        edited = substitute(gpu_ids, 0.3, 11, torch.Generator().manual_seed(4))
+        assert edited.device.type == "cuda"
+        assert torch.equal(edited.cpu(), edited_cpu)                        # the same edits as on the CPU
     assert findings == []
 
 
