@@ -26,6 +26,7 @@ import math
 import random
 import sysconfig
 import tokenize
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -284,7 +285,10 @@ def check_line(prompt: LinePrompt, generated: str) -> LineCheck:
     parses = False
     if finished:
         try:
-            ast.parse((prompt.prefix + completion).strip())
+            with warnings.catch_warnings():                        # Python accepts "1if" or "\d" with a
+                warnings.simplefilter("ignore", SyntaxWarning)     # warning; the judge only judges
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ast.parse((prompt.prefix + completion).strip())
             parses = True
         except (SyntaxError, ValueError):                          # ValueError: null bytes
             pass

@@ -4,6 +4,7 @@ import ast
 import io
 import math
 import tokenize
+import warnings
 
 import pytest
 import torch
@@ -150,6 +151,15 @@ def test_check_line():
     assert not codegen.check_line(p, "a, b)").exact                   # ... so it is not exact either
     assert not codegen.check_line(p, "a b)\n").parses                 # not Python
     assert not codegen.check_line(p, "a, b)) + \n").parses
+
+
+def test_check_line_is_silent_about_odd_but_valid_code():
+    p = codegen.LinePrompt("f.py", 1, "    x = f(", "a, b)", "")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        odd = [codegen.check_line(p, "1if a else 2)\n"), codegen.check_line(p, "'\\d')\n")]
+    assert all(c.parses for c in odd)                                  # Python accepts both lines ...
+    assert caught == []                                                # ... and the judge prints nothing
 
 
 class _Echo(torch.nn.Module):
