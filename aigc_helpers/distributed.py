@@ -142,9 +142,10 @@ def init_distributed(backend: str = "auto") -> DistInfo:
 
     torchrun starts every process with ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR`` and ``MASTER_PORT`` in its environment. ``init_process_group``
-    reads them (``init_method="env://"``): rank 0 opens a small key-value store at
-    ``MASTER_ADDR:MASTER_PORT``, every rank connects to it and they exchange addresses;
-    this meeting is the **rendezvous**.
+    reads them (``init_method="env://"``): a small key-value store (a TCPStore) listens at
+    ``MASTER_ADDR:MASTER_PORT``, hosted by torchrun's agent on the first node (by rank 0
+    without torchrun); every rank connects to it and they exchange addresses. This meeting
+    is the **rendezvous**.
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()                                     # plain `python -m ...`: one process, no group

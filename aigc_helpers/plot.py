@@ -100,7 +100,10 @@ def loss_curve(history=None, *, curves: dict[str, Sequence[float]] | None = None
         ax.plot(np.arange(len(y)) + (smooth - 1 if smooth > 1 and len(history.loss) >= smooth else 0),
                 y, label="train loss" + (f" (mean of {smooth})" if smooth > 1 else ""), alpha=0.9)
         for name, values in history.evals.items():
-            ax.plot(history.eval_steps, values, "o-", label=name.replace("_", " "))   # "val_loss" -> "val loss"
+            label = name.replace("_", " ")                                   # "val_loss" -> "val loss"
+            if label == "train loss":                                        # not the running mean above
+                label += " (on fixed eval batches)"
+            ax.plot(history.eval_steps, values, "o-", label=label)
     for name, values in (curves or {}).items():
         ys = _smooth(np.asarray(values, dtype=float), smooth)
         ax.plot(np.arange(len(ys)) + (len(values) - len(ys)), ys, label=name)   # at its window's last step
@@ -162,6 +165,8 @@ def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], x, labels
     """Shade where ``predict`` (points ``(N, 2)`` -> P(class 1) ``(N,)``) says class 1, and overlay the data."""
     p = _np(x)
     lo, hi = p.min(0) - margin, p.max(0) + margin
+    half = (hi - lo).max() / 2                     # a square window, so equal axes are shaded to the edges
+    lo, hi = (lo + hi) / 2 - half, (lo + hi) / 2 + half
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     with torch.no_grad():
@@ -171,6 +176,8 @@ def decision_boundary(predict: Callable[[torch.Tensor], torch.Tensor], x, labels
     ax.contour(gx, gy, z, levels=[0.5], colors="k", linewidths=1.2)
     ax.figure.colorbar(cs, ax=ax, fraction=0.046, pad=0.04, label="P(class 1)")
     scatter_2d(p, labels, ax=ax, title=title, s=8, alpha=0.8)
+    ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
+    ax.set_aspect("equal", adjustable="box")
     return ax
 
 

@@ -82,6 +82,16 @@ def test_loss_curve_plots_evaluations_at_their_steps_with_readable_labels():
     matplotlib.pyplot.close("all")
 
 
+def test_loss_curve_tells_the_evaluated_train_loss_from_the_running_one():
+    from aigc_helpers.train import History
+    h = History(loss=[3.0, 2.5, 2.0, 1.8], eval_steps=[1, 3], evals={"train_loss": [2.7, 2.0], "val_loss": [2.6, 1.9]})
+    for smooth, running in ((1, "train loss"), (2, "train loss (mean of 2)")):
+        labels = [line.get_label() for line in plot.loss_curve(h, smooth=smooth).get_lines()]
+        assert labels[0] == running and "val loss" in labels, labels
+        assert len(set(labels)) == 3 and "train loss" not in labels[1:], labels   # two train curves, two names
+    matplotlib.pyplot.close("all")
+
+
 def test_curves_are_drawn_at_the_steps_of_the_training_loss_when_smoothed():
     from aigc_helpers.train import History
     h = History(steps=list(range(10)), loss=list(range(10)))
