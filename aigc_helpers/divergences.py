@@ -51,8 +51,9 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, dx: float = 1.0) -> torch.Te
 
     ``+inf`` where p has mass that q lacks; terms with ``p = 0`` are 0 (and pass
     no NaN gradients back). On a grid, keep it where q is representable: a
-    density that underflows to 0 in a far tail where p does not makes KL infinite. Not symmetric: KL(p || q) punishes q for missing
-    mass of p, KL(q || p) punishes q for mass where p has none.
+    density that underflows to 0 in a far tail where p does not makes KL infinite.
+    Not symmetric: KL(p || q) punishes q for missing mass of p, KL(q || p) punishes
+    q for mass where p has none.
     """
     _check_dx(dx)
     p, q = _pair(p, q)

@@ -203,6 +203,7 @@ def reference_items(markdown: str) -> list[str]:
 # The book's one reference style: "Surname, I., Surname, I. and Surname, I. (2020). Title. *Venue*."
 # (more than six authors: the first three and "et al."), or an organisation in place of the authors.
 ORGANISATION_AUTHORS = {"Hugging Face", "PyTorch", "Coalition for Content Provenance and Authenticity",
+                        "Cyberspace Administration of China",
                         "European Union", "US Copyright Office", "The Wall Street Journal", "World Economic Forum"}
 _NAME = r"[^\W\d_][\w'’\-]*"
 _PERSON = (rf"(?:(?:van|von|den|de|der|da|di|le|la|du) )*{_NAME}(?: {_NAME})*(?: III| Jr\.)?, "
