@@ -330,3 +330,21 @@ def test_colab_launch_button_is_configured():
     assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
     assert CONFIG["repository"]["url"].startswith("https://github.com/")
     assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+
+
+def test_the_licences_named_in_the_readme_and_the_faq_are_in_the_repository():
+    try:
+        import tomllib
+    except ModuleNotFoundError:                       # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    code = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert code.startswith("MIT License") and "THE SOFTWARE IS PROVIDED \"AS IS\"" in code
+    text = (ROOT / "LICENSE-TEXT").read_text(encoding="utf-8")
+    assert "Creative Commons Attribution 4.0 International Public License" in text
+    assert "Section 8 – Interpretation." in text                 # the whole legal code, not a summary
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "[LICENSE](LICENSE)" in readme and "[LICENSE-TEXT](LICENSE-TEXT)" in readme
+    faq = (ROOT / "book" / "part7" / "06_faq.md").read_text(encoding="utf-8")
+    assert "MIT-licensed and the text CC BY 4.0" in faq and "`LICENSE-TEXT`" in faq
