@@ -348,3 +348,18 @@ def test_the_licences_named_in_the_readme_and_the_faq_are_in_the_repository():
     assert "[LICENSE](LICENSE)" in readme and "[LICENSE-TEXT](LICENSE-TEXT)" in readme
     faq = (ROOT / "book" / "part7" / "06_faq.md").read_text(encoding="utf-8")
     assert "MIT-licensed and the text CC BY 4.0" in faq and "`LICENSE-TEXT`" in faq
+
+
+def test_the_citation_file_matches_the_configured_repository_and_the_package_version():
+    try:
+        import tomllib
+    except ModuleNotFoundError:                       # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert citation["cff-version"] == "1.2.0" and citation["message"] and citation["authors"]
+    assert citation["repository-code"] == CONFIG["repository"]["url"]
+    assert str(citation["version"]) == version and citation["license"] == "MIT"
+    assert CONFIG["title"] in citation["title"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"version {version}" in readme and "CITATION.cff" in readme
