@@ -332,12 +332,17 @@ def test_colab_launch_button_is_configured():
     assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
 
 
-def test_the_licences_named_in_the_readme_and_the_faq_are_in_the_repository():
+def pyproject() -> dict:
+    """pyproject.toml as a dict (tomllib from Python 3.11, tomli before)."""
     try:
         import tomllib
     except ModuleNotFoundError:                       # Python 3.10
         tomllib = pytest.importorskip("tomli")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_the_licences_named_in_the_readme_and_the_faq_are_in_the_repository():
+    project = pyproject()["project"]
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     code = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert code.startswith("MIT License") and "THE SOFTWARE IS PROVIDED \"AS IS\"" in code
@@ -351,12 +356,8 @@ def test_the_licences_named_in_the_readme_and_the_faq_are_in_the_repository():
 
 
 def test_the_citation_file_matches_the_configured_repository_and_the_package_version():
-    try:
-        import tomllib
-    except ModuleNotFoundError:                       # Python 3.10
-        tomllib = pytest.importorskip("tomli")
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    version = pyproject()["project"]["version"]
     assert citation["cff-version"] == "1.2.0" and citation["message"] and citation["authors"]
     assert citation["repository-code"] == CONFIG["repository"]["url"]
     assert str(citation["version"]) == version and citation["license"] == "MIT"
