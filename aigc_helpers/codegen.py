@@ -179,8 +179,8 @@ def python_corpus(train_modules=TRAIN_MODULES, val_modules=VAL_MODULES, root=Non
     val_files = load_python_files(val_modules, root, comments)
     tok = code_tokenizer()
     train_text, val_text = compress_indent(join_files(train_files)), compress_indent(join_files(val_files))
-    data = TextData(train_text + val_text, tok, torch.tensor(tok.encode(train_text), dtype=torch.long),
-                    torch.tensor(tok.encode(val_text), dtype=torch.long))
+    data = TextData(train_text + val_text, tok, tok.encode_tensor(train_text),
+                    tok.encode_tensor(val_text))
     return CodeCorpus(train_files, val_files, data)
 
 

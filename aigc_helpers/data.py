@@ -228,6 +228,21 @@ class CharTokenizer:
             )
         return [self.stoi[c] for c in text]
 
+    def encode_tensor(self, text: str) -> torch.Tensor:
+        """``torch.tensor(encode(text))``, vectorised: a second instead of seconds for all of Shakespeare.
+
+        The characters' code points are looked up in the sorted code points of the
+        vocabulary with :func:`numpy.searchsorted`; the ids are the same as :meth:`encode`'s.
+        """
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        singles = sorted((ord(c), i) for i, c in enumerate(self.chars) if len(c) == 1)  # not "[PAD]"-like tokens
+        vocab = np.array([code for code, _ in singles], dtype=np.uint32)
+        ids = np.array([i for _, i in singles], dtype=np.int64)
+        pos = np.searchsorted(vocab, codes).clip(max=max(len(vocab) - 1, 0))
+        if len(vocab) == 0 or not np.array_equal(vocab[pos], codes):
+            self.encode(text)                     # raises the error that names the unknown characters
+        return torch.from_numpy(ids[pos] if len(codes) else np.zeros(0, dtype=np.int64))
+
     def decode(self, ids) -> str:
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
@@ -292,7 +307,7 @@ class TextData:
 def char_dataset(text: str, val_frac: float = 0.1) -> TextData:
     """Tokenize ``text`` by characters and split it into train and validation ids."""
     tok = CharTokenizer.from_text(text)
-    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    ids = tok.encode_tensor(text)
     train, val = train_val_split(ids, val_frac)
     return TextData(text, tok, train, val)
 

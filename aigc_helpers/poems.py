@@ -84,8 +84,8 @@ def poem_dataset(train: list[Poem], val: list[Poem]) -> TextData:
     train_text = "".join(p.text() for p in train)
     val_text = "".join(p.text() for p in val)
     tok = CharTokenizer.from_text(train_text + val_text)
-    return TextData(train_text + val_text, tok, torch.tensor(tok.encode(train_text)),
-                    torch.tensor(tok.encode(val_text)))
+    return TextData(train_text + val_text, tok, tok.encode_tensor(train_text),
+                    tok.encode_tensor(val_text))
 
 
 class KeepBest(train.KeepBest):

@@ -32,6 +32,21 @@ def test_tokenizer_rejects_unknown_characters_and_bad_ids():
         CharTokenizer([])
 
 
+def test_encode_tensor_gives_the_ids_of_encode():
+    text = "To be, or not to be: 床前明月光。\n" * 3
+    tok = CharTokenizer.from_text(text)
+    ids = tok.encode_tensor(text)
+    assert ids.dtype == torch.long and ids.tolist() == tok.encode(text)
+    # any order of the vocabulary, tokens longer than one character (BERT's specials) included
+    tok = CharTokenizer(["[PAD]", "[MASK]"] + list("月床a光"))
+    assert tok.encode_tensor("光a床月").tolist() == tok.encode("光a床月") == [5, 4, 3, 2]
+    assert tok.encode_tensor("").tolist() == []
+    with pytest.raises(ValueError, match=r"not in the vocabulary.*'z'"):
+        tok.encode_tensor("az")
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        tok.encode_tensor("[PAD]")        # a special token is not spelled out in text
+
+
 def test_split_and_batches():
     ids = torch.arange(100)
     train, val = data.train_val_split(ids, 0.1)
