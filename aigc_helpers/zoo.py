@@ -87,7 +87,8 @@ def train_lm(model: torch.nn.Module, data: TextData, block_size: int, recipe: LM
 def shakespeare_gpt_setup() -> tuple[GPTConfig, LMRecipe]:
     """The config and recipe of the book's Shakespeare GPT (bigger with ``AIGC_BUDGET=full``)."""
     vocab = shakespeare_data().tokenizer.vocab_size
-    # Default: about 20 s on a 2-core CPU, which leaves the GPT chapter time for its GRU baseline.
+    # Default: 400 steps of batch 32, 20 s on the 2-core CPU where it was chosen (45-55 s on the
+    # slower ones measured since), which leaves the GPT chapter time for its GRU baseline.
     # For that budget two layers with twice the batch learn more than four layers with the same
     # number of characters (measured at 600 steps, about 30 s each: 1.87 vs 2.01 nats/char).
     config = GPTConfig(vocab_size=vocab, block_size=budget(64, 256), n_layer=budget(2, 6), n_head=budget(4, 6),
