@@ -332,6 +332,16 @@ def test_colab_launch_button_is_configured():
     assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
 
 
+def test_the_site_s_stylesheets_are_in_the_repository_and_there_is_no_static_folder():
+    sphinx = CONFIG["sphinx"]["config"]
+    tracked = [ROOT / d for d in sphinx["html_static_path"] if not d.startswith("_build")]
+    for name in sphinx["html_css_files"]:
+        assert any((d / name).is_file() for d in tracked), f"{name} is in none of {tracked}"
+    # Jupyter Book adds every .js and .css under all static paths to every page when a
+    # `_static` folder exists, which would load the whole widget and MathJax bundle twice.
+    assert not (ROOT / "_static").exists()
+
+
 def pyproject() -> dict:
     """pyproject.toml as a dict (tomllib from Python 3.11, tomli before)."""
     try:
