@@ -1,18 +1,20 @@
 """Controls that also work on the book's static web pages.
 
 ``ipywidgets.interact`` redraws its output by calling Python each time a control moves,
-so on a static page, with no kernel behind it, its controls cannot change anything. When a
-control has only a handful of values, :func:`flipbook` draws the output for every value
-once, up front, and the slider only chooses which drawing is shown. The browser makes that
-choice itself (``ipywidgets.jslink``), so the slider works the same on the static site, in
-Jupyter and on Colab. The price is drawing every page in advance, so keep the pages few.
+so on a static page, with no kernel behind it, its controls cannot change anything. When the
+controls have only a handful of values, :func:`flipbook` (one slider) and
+:func:`flipbook_grid` (several controls) draw the output for every setting once, up front,
+and the controls only choose which drawing is shown. The browser makes that choice itself
+(``ipywidgets.jslink``), so the controls work the same on the static site, in Jupyter and on
+Colab. The price is drawing every page in advance, so keep the pages few.
 
 Model code never imports this module: plotting and widgets stay out of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Mapping
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -40,35 +42,112 @@ def flipbook(draw: Callable[[object], None], values: Iterable, *, description: s
     values = list(values)
     if not values:
         raise ValueError("flipbook needs at least one value")
-    if len(values) > max_pages:
-        raise ValueError(f"{len(values)} values would draw {len(values)} pages up front; "
+    _check_pages(len(values), max_pages)
+    control = _control(description, values, label, value, slider=True)
+    return _assemble([control], [values], lambda combo: draw(combo[0]))
+
+
+def flipbook_grid(draw: Callable[..., None], controls: Mapping[str, Iterable], *,
+                  value: Mapping[str, object] | None = None,
+                  labels: Mapping[str, Callable[[object], str]] | None = None,
+                  descriptions: Mapping[str, str] | None = None, max_pages: int = 64) -> widgets.VBox:
+    """Several controls over pages drawn in advance: one page per combination of their values.
+
+    ``controls`` maps each keyword of ``draw`` to its values, for example
+    ``{"layer": [0, 1], "head": [0, 1, 2, 3]}``, and ``draw(layer=..., head=...)`` is called
+    once per combination (8 pages here), in the order of ``itertools.product``. A control
+    whose values are all strings or booleans is a row of toggle buttons, any other a slider.
+
+    The pages are nested ``ipywidgets.Stack`` s, one level per control, and each level's
+    ``selected_index`` is linked in the browser to its control's ``index``, so the controls
+    work on a static page like :func:`flipbook`'s slider.
+
+    Args:
+        draw: ``draw(**setting)``, drawing one page.
+        controls: keyword -> values; every control needs at least one value and the number
+            of combinations may not pass ``max_pages``.
+        value: keyword -> the value shown first (default: each control's first).
+        labels: keyword -> how that control's values are written (default ``str``).
+        descriptions: keyword -> the control's name on the page (default: the keyword).
+
+    Returns the box holding the controls and the pages.
+    """
+    names = list(controls)
+    if not names:
+        raise ValueError("flipbook_grid needs at least one control")
+    value, labels, descriptions = dict(value or {}), dict(labels or {}), dict(descriptions or {})
+    for what, given in (("value", value), ("labels", labels), ("descriptions", descriptions)):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"{what} names {unknown}, which are not controls: {names}")
+    columns = [list(controls[n]) for n in names]
+    for n, vals in zip(names, columns):
+        if not vals:
+            raise ValueError(f"control {n!r} has no values")
+    n_pages = 1
+    for vals in columns:
+        n_pages *= len(vals)
+    _check_pages(n_pages, max_pages)
+    built = [_control(descriptions.get(n, n), vals, labels.get(n, str), value.get(n),
+                      slider=not all(isinstance(v, (str, bool)) for v in vals))
+             for n, vals in zip(names, columns)]
+    return _assemble(built, columns, lambda combo: draw(**dict(zip(names, combo))))
+
+
+def _check_pages(n_pages: int, max_pages: int) -> None:
+    if n_pages > max_pages:
+        raise ValueError(f"these values would draw {n_pages} pages up front; "
                          f"pass at most max_pages={max_pages} (or raise max_pages)")
-    labels = [label(v) for v in values]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"two values have the same label: {labels}")
-    if value is None:
-        start = 0
-    else:
+
+
+def _control(description: str, values: list, label: Callable[[object], str], value, slider: bool):
+    """A slider (or toggle buttons) whose options are ``(label, position)`` pairs."""
+    names = [label(v) for v in values]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two values of {description or 'the control'!r} have the same label: {names}")
+    start = 0
+    if value is not None:
         matches = [i for i, v in enumerate(values) if v == value]
         if not matches:
-            raise ValueError(f"value {value!r} is not one of the values {labels}")
+            raise ValueError(f"value {value!r} is not one of the values {names}")
         start = matches[0]
+    options = list(zip(names, range(len(values))))
+    if slider:
+        return widgets.SelectionSlider(options=options, index=start, description=description,
+                                       continuous_update=True)
+    return widgets.ToggleButtons(options=options, index=start, description=description)
 
-    pages = []
-    for v in values:
-        page = widgets.Output()
-        with page:
-            draw(v)
-            plt.show()                       # shows (and closes) any figure draw left open
-        pages.append(page)
-    slider = widgets.SelectionSlider(options=list(zip(labels, range(len(values)))), index=start,
-                                     description=description, continuous_update=True)
+
+def _page(draw_one: Callable[[tuple], None], combo: tuple) -> widgets.Output:
+    page = widgets.Output()
+    with page:
+        draw_one(combo)
+        plt.show()                           # shows (and closes) any figure draw left open
+    return page
+
+
+def _assemble(controls: list, columns: list[list], draw_one: Callable[[tuple], None]) -> widgets.VBox:
+    """Draw every page, in ``itertools.product`` order, and wire the controls to them."""
+    sizes = [len(c) for c in columns]
+    pages = {combo: _page(draw_one, tuple(col[i] for col, i in zip(columns, combo)))
+             for combo in itertools.product(*(range(n) for n in sizes))}
+
     if hasattr(widgets, "Stack"):            # ipywidgets 8: the browser switches pages
-        shown = widgets.Stack(pages, selected_index=start)
-        widgets.jslink((slider, "index"), (shown, "selected_index"))
+        def nest(prefix: tuple) -> widgets.Widget:
+            level = len(prefix)
+            if level == len(controls):
+                return pages[prefix]
+            stack = widgets.Stack([nest(prefix + (i,)) for i in range(sizes[level])],
+                                  selected_index=controls[level].index)
+            widgets.jslink((controls[level], "index"), (stack, "selected_index"))
+            return stack
+        shown = nest(())
     else:                                    # ipywidgets 7 has no Stack: switch them from Python
-        shown = widgets.Box([pages[start]])
-        slider.observe(lambda change: setattr(shown, "children", [pages[change["new"]]]), names="index")
-    box = widgets.VBox([slider, shown])
+        def current() -> widgets.Output:
+            return pages[tuple(c.index for c in controls)]
+        shown = widgets.Box([current()])
+        for c in controls:
+            c.observe(lambda change: setattr(shown, "children", [current()]), names="index")
+    box = widgets.VBox([*controls, shown])
     box.add_class("aigc-flipbook")
     return box

@@ -88,7 +88,7 @@ def test_notebook_follows_the_skeleton(nb):
     refs = re.search(r"^## References\n\n(- .+\n?)+", md, re.M)
     assert refs, "a '## References' section with one list item per work"
     assert refs.start() > md.index("## Exercises"), "references come last, after the exercises"
-    assert re.search(r"\b(ipywidgets|interact|flipbook)\b", code), "a widget to play with"
+    assert re.search(r"\b(ipywidgets|interact|flipbook|flipbook_grid)\b", code), "a widget to play with"
     levels = [len(m) for m in re.findall(r"^(#+) ", md, re.M)]
     assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), "heading levels must not skip"
 

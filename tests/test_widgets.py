@@ -2,7 +2,7 @@ import ipywidgets
 import pytest
 
 from aigc_helpers import widgets as aw
-from aigc_helpers.widgets import flipbook
+from aigc_helpers.widgets import flipbook, flipbook_grid
 
 
 def _parts(box):
@@ -54,3 +54,89 @@ def test_flipbook_without_stack_switches_pages_from_python(monkeypatch):
     assert len(shown.children) == 1 and shown.children[0] is not first
     slider.index = 0
     assert shown.children[0] is first
+
+
+def _links(monkeypatch):
+    links = []
+    real_jslink = aw.widgets.jslink
+    monkeypatch.setattr(aw.widgets, "jslink", lambda source, target: links.append(real_jslink(source, target)))
+    return links
+
+
+def _record_pages(monkeypatch):
+    """Which page was drawn for which setting (values, in the controls' order)."""
+    pages = {}
+    real_page = aw._page
+
+    def page(draw_one, combo):
+        pages[combo] = real_page(draw_one, combo)
+        return pages[combo]
+    monkeypatch.setattr(aw, "_page", page)
+    return pages
+
+
+def _shown_page(box):
+    """The page the browser would show: follow each Stack's selected_index down."""
+    node = box.children[-1]
+    while isinstance(node, ipywidgets.Stack):
+        node = node.children[node.selected_index]
+    return node
+
+
+def test_flipbook_grid_draws_every_combination_and_links_each_level(monkeypatch):
+    links = _links(monkeypatch)
+    pages = _record_pages(monkeypatch)
+    seen = []
+    box = flipbook_grid(lambda layer, head: seen.append((layer, head)), {"layer": [0, 1], "head": [0, 1, 2]}, value={"head": 2},
+                        descriptions={"layer": "which layer"})
+    assert seen == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    layer, head, outer = box.children
+    assert isinstance(layer, ipywidgets.SelectionSlider) and layer.description == "which layer"
+    assert head.description == "head" and head.index == 2 and layer.index == 0
+    assert isinstance(outer, ipywidgets.Stack) and len(outer.children) == 2
+    assert all(isinstance(inner, ipywidgets.Stack) and len(inner.children) == 3 for inner in outer.children)
+    # one link per Stack: the outer one follows the first control, every inner one the second
+    assert len(links) == 3
+    by_target = {link.target[0].model_id: link for link in links}
+    assert by_target[outer.model_id].source == (layer, "index")
+    assert all(by_target[inner.model_id].source == (head, "index")
+               and by_target[inner.model_id].target == (inner, "selected_index") for inner in outer.children)
+    # the page on show is the one drawn for the chosen setting, and follows the controls
+    assert _shown_page(box) is pages[(0, 2)]
+    outer.selected_index, outer.children[1].selected_index = 1, 0      # what the browser does on a move
+    assert _shown_page(box) is pages[(1, 0)]
+
+
+def test_flipbook_grid_toggle_buttons_for_words_and_flags():
+    box = flipbook_grid(lambda text, scaled: None, {"text": ["a", "b"], "scaled": [True, False]},
+                        labels={"scaled": lambda v: "on" if v else "off"}, value={"scaled": False})
+    text, scaled, _ = box.children
+    assert isinstance(text, ipywidgets.ToggleButtons) and isinstance(scaled, ipywidgets.ToggleButtons)
+    assert [label for label, _ in scaled.options] == ["on", "off"] and scaled.index == 1
+
+
+def test_flipbook_grid_bad_input():
+    with pytest.raises(ValueError, match="at least one control"):
+        flipbook_grid(lambda: None, {})
+    with pytest.raises(ValueError, match="has no values"):
+        flipbook_grid(lambda a: None, {"a": []})
+    with pytest.raises(ValueError, match="max_pages"):
+        flipbook_grid(lambda a, b: None, {"a": range(10), "b": range(7)})
+    with pytest.raises(ValueError, match="not controls"):
+        flipbook_grid(lambda a: None, {"a": [1]}, value={"b": 1})
+    with pytest.raises(ValueError, match="not one of the values"):
+        flipbook_grid(lambda a: None, {"a": [1, 2]}, value={"a": 3})
+    with pytest.raises(ValueError, match="same label"):
+        flipbook_grid(lambda a: None, {"a": [1, 2]}, labels={"a": lambda v: "x"})
+
+
+def test_flipbook_grid_without_stack_switches_pages_from_python(monkeypatch):
+    monkeypatch.delattr(aw.widgets, "Stack")
+    pages = _record_pages(monkeypatch)
+    box = flipbook_grid(lambda a, b: None, {"a": [1, 2], "b": [3, 4, 5]})
+    a, b, shown = box.children
+    assert shown.children == (pages[(1, 3)],)
+    b.index = 2
+    assert shown.children == (pages[(1, 5)],)
+    a.index = 1
+    assert shown.children == (pages[(2, 5)],)
