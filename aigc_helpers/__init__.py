@@ -7,7 +7,8 @@ from here. One module per idea:
     data        offline-first text, image and toy 2-D data; a character tokenizer
     train       one training loop for every chapter; keeping the best weights; checkpoints; load-or-train cache
     plot        labelled image grids, loss curves, heat maps, decision boundaries
-    widgets     flipbook, flipbook_grid: controls over pages drawn in advance, which work on a static web page too
+    widgets     flipbook, flipbook_grid: controls over pages drawn in advance, which work on a static web page too;
+                html_bars: a bar chart in HTML, cheap enough for such pages
     metrics     perplexity, bits per character, the image judge and classifier-FID
     basics      logistic regression, an MLP and a Gaussian generative classifier
     ngram       unigram and bigram language models (counted and learned)

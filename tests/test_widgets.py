@@ -140,3 +140,38 @@ def test_flipbook_grid_without_stack_switches_pages_from_python(monkeypatch):
     assert shown.children == (pages[(1, 5)],)
     a.index = 1
     assert shown.children == (pages[(2, 5)],)
+
+
+def test_html_bars_heights_labels_and_legend():
+    chart = aw.html_bars(["a", "<b>"], {"before": [0.2, 0.8], "after": [0.0, 1.0]}, title="P & Q", top=1.0)
+    text = chart.data
+    assert "height:20.0%" in text and "height:80.0%" in text        # the back series, scaled to top
+    assert "height:0.0%" in text and "height:100.0%" in text         # the front series
+    assert text.count("&lt;b&gt;") >= 1 and "P &amp; Q" in text      # labels and title are escaped
+    assert "before" in text and "after" in text and "full height: 1;" in text and "line every 0.25" in text
+    assert "left:0%;width:100%" in text and "left:25%;width:50%" in text   # the second series sits in front, narrower
+    default = aw.html_bars(["x", "y"], {"s": [1.0, 4.0]}).data
+    assert "height:25.0%" in default and "height:100.0%" in default  # top defaults to the largest value
+
+
+def test_html_bars_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        aw.html_bars([], {"s": []})
+    with pytest.raises(ValueError, match="2 labels"):
+        aw.html_bars(["a", "b"], {"s": [1.0]})
+    with pytest.raises(ValueError, match="negative"):
+        aw.html_bars(["a"], {"s": [-0.1]})
+    with pytest.raises(ValueError, match="non-finite"):
+        aw.html_bars(["a"], {"s": [float("nan")]})
+    with pytest.raises(ValueError, match="top must be"):
+        aw.html_bars(["a"], {"s": [0.0]})
+    with pytest.raises(ValueError, match="colours"):
+        aw.html_bars(["a"], {"s": [1.0]}, colors=())
+
+
+def test_flipbook_grid_can_start_at_none():
+    box = flipbook_grid(lambda top_k, top_p: None, {"top_k": [3, 10, None], "top_p": [0.5, 1.0]},
+                        value={"top_k": None}, labels={"top_k": lambda k: "off" if k is None else str(k)})
+    top_k, top_p = box.children[:2]
+    assert top_k.index == 2 and top_k.label == "off"       # None given as the start, not read as "not given"
+    assert top_p.index == 0                                 # not given: the first value
