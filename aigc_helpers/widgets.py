@@ -7,20 +7,24 @@ controls have only a handful of values, :func:`flipbook` (one slider) and
 and the controls only choose which drawing is shown. The browser makes that choice itself
 (``ipywidgets.jslink``), so the controls work the same on the static site, in Jupyter and on
 Colab. The price is drawing every page in advance, so keep the pages few, or cheap:
-:func:`html_bars` draws a small bar chart in HTML, which costs next to nothing to make.
+:func:`html_bars` and :func:`html_heatmap` draw a bar chart and a heat map in HTML, which
+cost next to nothing to make.
 
 Model code never imports this module: plotting and widgets stay out of it.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import HTML
 
 
@@ -155,6 +159,58 @@ def html_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], *, t
                 + "".join(bar(i) for i in range(len(labels))) +
                 f'</div><div>{legend} <span style="color:#666;margin-left:10px">'
                 f'(full height: {top:g}; a grey line every {top / 4:g})</span></div></div>')
+
+
+def html_heatmap(values, xlabels: Sequence[str], ylabels: Sequence[str], *, title: str = "",
+                 xlabel: str = "", ylabel: str = "", cmap: str = "viridis", vmax: float | None = None,
+                 cell: int = 10) -> HTML:
+    """A labelled heat map written as HTML, for pages that must be drawn by the dozen.
+
+    The matrix becomes a PNG with one pixel per entry, which the browser enlarges to
+    ``cell`` pixels without smoothing; the labels are text beside it. That takes a few
+    milliseconds where a labelled matplotlib figure of 60 x 60 takes about a second.
+    Labels should be short (a character or two): each gets ``cell`` pixels.
+
+    Args:
+        values: a 2-D array (or tensor) of finite numbers, rows down and columns across.
+        xlabels, ylabels: one label per column and per row.
+        title, xlabel, ylabel: text above, below and to the left.
+        cmap: a matplotlib colour map; colours run from 0 to ``vmax``.
+        vmax: the value of the brightest colour (default: the largest value).
+        cell: the size of one entry on the page, in pixels.
+
+    Returns an ``IPython.display.HTML``.
+    """
+    a = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"html_heatmap needs a non-empty 2-D matrix, got shape {a.shape}")
+    rows, cols = a.shape
+    if len(xlabels) != cols or len(ylabels) != rows:
+        raise ValueError(f"a {rows} x {cols} matrix needs {cols} x labels and {rows} y labels, "
+                         f"got {len(xlabels)} and {len(ylabels)}")
+    if not np.isfinite(a).all():
+        raise ValueError("html_heatmap needs finite values")
+    vmax = float(a.max()) if vmax is None else float(vmax)
+    if not vmax > 0:
+        raise ValueError(f"vmax must be > 0, got {vmax}")
+    png = io.BytesIO()
+    plt.imsave(png, a, cmap=cmap, vmin=0, vmax=vmax, format="png")
+    src = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
+    tick = f"display:inline-block;width:{cell}px;height:{cell}px;line-height:{cell}px;text-align:center"
+    ys = "".join(f'<div style="height:{cell}px;line-height:{cell}px;text-align:right;padding-right:3px">'
+                 f'{html.escape(str(t))}</div>' for t in ylabels)
+    xs = "".join(f'<span style="{tick}">{html.escape(str(t))}</span>' for t in xlabels)
+    return HTML(f'<div class="aigc-heatmap" style="font-size:{max(cell - 1, 7)}px;font-family:monospace">'
+                f'<div style="font:bold 12px sans-serif;margin-bottom:4px">{html.escape(title)}</div>'
+                f'<div style="display:flex;align-items:flex-start">'
+                f'<div style="writing-mode:vertical-rl;transform:rotate(180deg);align-self:center;'
+                f'font:12px sans-serif;margin-right:4px">{html.escape(ylabel)}</div>'
+                f'<div>{ys}</div><div><img src="{src}" alt="{html.escape(title)}" '
+                f'style="width:{cols * cell}px;height:{rows * cell}px;image-rendering:pixelated;display:block">'
+                f'<div style="white-space:nowrap">{xs}</div>'
+                f'<div style="font:12px sans-serif;text-align:center">{html.escape(xlabel)}</div></div></div>'
+                f'<div style="font:11px sans-serif;color:#666">colours from 0 (dark) to {vmax:.3g} (bright), '
+                f'colour map {html.escape(cmap)}</div></div>')
 
 
 def _check_pages(n_pages: int, max_pages: int) -> None:

@@ -175,3 +175,32 @@ def test_flipbook_grid_can_start_at_none():
     top_k, top_p = box.children[:2]
     assert top_k.index == 2 and top_k.label == "off"       # None given as the start, not read as "not given"
     assert top_p.index == 0                                 # not given: the first value
+
+
+def test_html_heatmap_png_labels_and_bad_input():
+    import base64
+    import io
+    import re
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    m = torch.tensor([[0.0, 1.0, 0.5], [0.25, 0.0, 2.0]])
+    text = aw.html_heatmap(m, ["a", "b", "<"], ["x", "y"], title="T", vmax=1.0, cell=12).data
+    png = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text).group(1))
+    img = plt.imread(io.BytesIO(png))
+    assert img.shape[:2] == (2, 3)                                 # one pixel per entry
+    viridis = plt.get_cmap("viridis")
+    assert np.allclose(img[0, 1, :3], viridis(1.0)[:3], atol=1 / 255)     # 1.0 = vmax: the brightest
+    assert np.allclose(img[1, 2, :3], viridis(1.0)[:3], atol=1 / 255)     # above vmax: clipped to it
+    assert np.allclose(img[0, 0, :3], viridis(0.0)[:3], atol=1 / 255)
+    assert "width:36px;height:24px" in text and "&lt;" in text and "to 1 (bright)" in text
+    with pytest.raises(ValueError, match="2-D"):
+        aw.html_heatmap(np.zeros(3), ["a"] * 3, ["b"])
+    with pytest.raises(ValueError, match="3 x labels and 2 y labels"):
+        aw.html_heatmap(m, ["a", "b"], ["x", "y"])
+    with pytest.raises(ValueError, match="finite"):
+        aw.html_heatmap([[float("inf")]], ["a"], ["b"])
+    with pytest.raises(ValueError, match="vmax"):
+        aw.html_heatmap([[0.0]], ["a"], ["b"])
