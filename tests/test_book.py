@@ -62,6 +62,18 @@ def test_notebook_has_no_stored_outputs(nb):
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_its_own_id(nb):
+    # nbformat 4.5 gives each cell an id; tools warn about cells without one, and future nbformat
+    # versions will refuse them. A cell added by hand (or by a script) must get one too.
+    data = json.loads(nb.read_text())
+    assert (data["nbformat"], data["nbformat_minor"]) >= (4, 5), f"{nb.name}: save as nbformat 4.5 or later"
+    ids = [cell.get("id") for cell in data["cells"]]
+    bad = [i for i, cid in enumerate(ids) if not (isinstance(cid, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cid))]
+    assert not bad, f"{nb.name}: cells {bad} have no valid id"
+    assert len(set(ids)) == len(ids), f"{nb.name}: two cells share an id"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_first_cell_installs_the_library_from_the_configured_repository(nb):
     first = cells(nb)[0]
     src = source(first)
