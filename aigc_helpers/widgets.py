@@ -7,8 +7,8 @@ controls have only a handful of values, :func:`flipbook` (one slider) and
 and the controls only choose which drawing is shown. The browser makes that choice itself
 (``ipywidgets.jslink``), so the controls work the same on the static site, in Jupyter and on
 Colab. The price is drawing every page in advance, so keep the pages few, or cheap:
-:func:`html_bars` and :func:`html_heatmap` draw a bar chart and a heat map in HTML, which
-cost next to nothing to make.
+:func:`html_bars`, :func:`html_heatmap` and :func:`html_images` draw a bar chart, a heat map
+and a row of small images in HTML, which cost next to nothing to make.
 
 Model code never imports this module: plotting and widgets stay out of it.
 """
@@ -211,6 +211,65 @@ def html_heatmap(values, xlabels: Sequence[str], ylabels: Sequence[str], *, titl
                 f'<div style="font:12px sans-serif;text-align:center">{html.escape(xlabel)}</div></div></div>'
                 f'<div style="font:11px sans-serif;color:#666">colours from 0 (dark) to {vmax:.3g} (bright), '
                 f'colour map {html.escape(cmap)}</div></div>')
+
+
+def html_images(images, captions: Sequence[str] | None = None, *, title: str = "",
+                vmin: float | Sequence[float] = 0.0, vmax: float | Sequence[float] = 1.0,
+                cmap: str = "gray", scale: int = 6) -> HTML:
+    """A row of small images written as HTML, for pages that must be drawn by the dozen.
+
+    Each image becomes a PNG with one pixel per image pixel, which the browser enlarges
+    ``scale`` times without smoothing; the captions are text under them. A row of five
+    8 x 8 digits takes about 2 ms, where a matplotlib figure of them takes 0.15-0.4 s on a
+    2-core CPU.
+
+    Args:
+        images: a sequence of images, or a batch tensor ``(N, C, H, W)``. An image is
+            ``(H, W)``, ``(1, H, W)`` (grey, coloured with ``cmap`` from ``vmin`` to ``vmax``)
+            or ``(3, H, W)`` (RGB, clipped to ``vmin``..``vmax``).
+        captions: one line of text under each image (default: none).
+        title: a line above the row.
+        vmin, vmax: the values of black and white; one number for all images, or one per image.
+        cmap: the colour map of the grey images.
+        scale: screen pixels per image pixel.
+
+    Returns an ``IPython.display.HTML``.
+    """
+    arrays = [np.asarray(im.detach().cpu() if hasattr(im, "detach") else im, dtype=float) for im in images]
+    if not arrays:
+        raise ValueError("html_images needs at least one image")
+    n = len(arrays)
+    captions = [""] * n if captions is None else [str(c) for c in captions]
+    if len(captions) != n:
+        raise ValueError(f"{n} images but {len(captions)} captions")
+    lows = [float(vmin)] * n if np.ndim(vmin) == 0 else [float(v) for v in vmin]
+    highs = [float(vmax)] * n if np.ndim(vmax) == 0 else [float(v) for v in vmax]
+    if len(lows) != n or len(highs) != n:
+        raise ValueError(f"vmin and vmax need one value, or one per image ({n})")
+    blocks = []
+    for k, (a, lo, hi, caption) in enumerate(zip(arrays, lows, highs, captions)):
+        if a.ndim == 3 and a.shape[0] in (1, 3):
+            a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+        if a.ndim not in (2, 3) or a.size == 0:
+            raise ValueError(f"image {k} has shape {a.shape}; want (H, W), (1, H, W) or (3, H, W)")
+        if not np.isfinite(a).all():
+            raise ValueError(f"image {k} has non-finite values")
+        if not hi > lo:
+            raise ValueError(f"image {k}: vmax ({hi}) must be above vmin ({lo})")
+        png = io.BytesIO()
+        if a.ndim == 2:
+            plt.imsave(png, a, cmap=cmap, vmin=lo, vmax=hi, format="png")
+        else:
+            plt.imsave(png, np.clip((a - lo) / (hi - lo), 0.0, 1.0), format="png")
+        src = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
+        h, w = a.shape[:2]
+        blocks.append(f'<figure style="margin:0 8px 4px 0;text-align:center">'
+                      f'<img src="{src}" alt="{html.escape(caption)}" style="width:{w * scale}px;height:{h * scale}px;'
+                      f'image-rendering:pixelated;display:block;border:1px solid #ccc">'
+                      f'<figcaption style="max-width:{max(w * scale, 60)}px">{html.escape(caption)}</figcaption></figure>')
+    return HTML(f'<div class="aigc-images" style="font-size:12px;line-height:1.3">'
+                f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(title)}</div>'
+                f'<div style="display:flex;flex-wrap:wrap;align-items:flex-start">{"".join(blocks)}</div></div>')
 
 
 def _check_pages(n_pages: int, max_pages: int) -> None:

@@ -204,3 +204,42 @@ def test_html_heatmap_png_labels_and_bad_input():
         aw.html_heatmap([[float("inf")]], ["a"], ["b"])
     with pytest.raises(ValueError, match="vmax"):
         aw.html_heatmap([[0.0]], ["a"], ["b"])
+
+
+def test_html_images_pixels_ranges_captions_and_bad_input():
+    import base64
+    import io
+    import re
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    grey = torch.tensor([[[-1.0, 0.0], [1.0, 3.0]]])                # (1, H, W), shown from -1 to 1
+    rgb = torch.zeros(3, 2, 3)
+    rgb[0] = 1.0                                                    # pure red
+    text = aw.html_images([grey, rgb], ["x_t <noisy>", "red"], title="A & B", vmin=[-1.0, 0.0],
+                          vmax=[1.0, 1.0], scale=10).data
+    pngs = [plt.imread(io.BytesIO(base64.b64decode(m)))
+            for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)]
+    assert [p.shape[:2] for p in pngs] == [(2, 2), (2, 3)]           # one pixel per image pixel
+    assert np.allclose(pngs[0][0, 0, :3], 0.0, atol=1 / 255)         # vmin: black
+    assert np.allclose(pngs[0][0, 1, :3], 0.5, atol=1 / 255)         # halfway: mid grey
+    assert np.allclose(pngs[0][1, 1, :3], 1.0, atol=1 / 255)         # above vmax: clipped to white
+    assert np.allclose(pngs[1][0, 0, :3], [1.0, 0.0, 0.0], atol=1 / 255)
+    assert "width:20px;height:20px" in text and "width:30px;height:20px" in text
+    assert "x_t &lt;noisy&gt;" in text and "A &amp; B" in text
+    batch = aw.html_images(torch.rand(4, 1, 8, 8)).data              # a batch tensor, no captions
+    assert batch.count("<img") == 4
+    with pytest.raises(ValueError, match="at least one"):
+        aw.html_images([])
+    with pytest.raises(ValueError, match="2 images but 1 captions"):
+        aw.html_images([grey, grey], ["a"])
+    with pytest.raises(ValueError, match="one per image"):
+        aw.html_images([grey, grey], vmin=[0.0])
+    with pytest.raises(ValueError, match="shape"):
+        aw.html_images([np.zeros((2, 2, 2, 2))])
+    with pytest.raises(ValueError, match="non-finite"):
+        aw.html_images([np.full((2, 2), np.nan)])
+    with pytest.raises(ValueError, match="must be above"):
+        aw.html_images([grey], vmin=1.0, vmax=1.0)
