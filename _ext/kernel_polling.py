@@ -7,7 +7,8 @@ edge-triggered, and a missed edge is a known hazard of event-loop integration; s
 pyzmq issues #1558 and #2173, nbclient #312). The poll then returns only when its
 timeout runs out, finds the message, and execution goes on as if nothing happened:
 the notebook has simply stood still for up to the whole cell timeout (600 s here).
-In one build on the book's machine two notebooks stood still like this, 600 s each.
+In one build on the book's machine two notebooks stood still like this (one for the
+full 600 s, one for minutes until the build was stopped).
 
 This extension replaces ``AsyncZMQSocketChannel.get_msg`` with a version that polls in
 slices of at most ``SLICE`` seconds until the caller's timeout, so a missed wake-up costs
