@@ -154,14 +154,21 @@ class ImageJudge:
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, self.model.features)
 
-    def score(self, x: torch.Tensor, labels: torch.Tensor | None = None, fair_share: float = 0.2) -> dict:
+    def score(self, x: torch.Tensor, labels: torch.Tensor | None = None, fair_share: float = 0.2,
+              reference: torch.Tensor | None = None) -> dict:
         """Judge a batch of samples.
 
         Returns ``confidence`` (mean top probability), ``coverage`` (fraction of
         classes predicted for at least ``fair_share`` of their 1/K share of the
-        samples), ``class_counts``, and ``accuracy`` when ``labels`` are given.
+        samples), ``class_counts``, ``accuracy`` when ``labels`` are given, and
+        ``fid`` when ``reference`` features ``(M, n_features)`` are given (for example
+        ``judge.features(real_images)``, computed once for many comparisons). The
+        probabilities and the features come from one pass of the network, so asking
+        for the FID here costs half of calling ``score`` and ``fid`` apart.
         """
-        p = self.probs(x)
+        feats = self.features(x)                                      # (N, n_features)
+        with torch.no_grad():
+            p = self.model.head(feats.to(self.device)).softmax(-1).cpu()  # (N, K)
         pred = p.argmax(-1)
         k = len(self.classes)
         counts = torch.bincount(pred, minlength=k)
@@ -172,6 +179,8 @@ class ImageJudge:
         }
         if labels is not None:
             result["accuracy"] = (pred == labels.cpu()).float().mean().item()
+        if reference is not None:
+            result["fid"] = frechet_distance(feats, reference.cpu())
         return result
 
     def fid(self, x: torch.Tensor, y: torch.Tensor) -> float:

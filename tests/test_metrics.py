@@ -115,6 +115,11 @@ def test_digits_judge_tells_noise_from_digits(digits_judge):
     assert real["confidence"] > fake["confidence"]
     floor = digits_judge.fid_floor()            # 224 vs 224 real test digits
     assert floor < digits_judge.fid(noise, test.x) / 5
+    # score(..., reference=features) adds the FID from the same pass of the network
+    both = digits_judge.score(noise, reference=digits_judge.features(test.x))
+    assert both["fid"] == pytest.approx(digits_judge.fid(noise, test.x), rel=1e-9)
+    assert both["class_counts"] == fake["class_counts"] and both["coverage"] == fake["coverage"]
+    assert both["confidence"] == pytest.approx(fake["confidence"], rel=1e-6)
     # images of another size are resized (bilinear, antialiased) to the judge's 8x8
     big = torch.nn.functional.interpolate(test.x, size=(16, 16), mode="nearest")   # (449, 1, 16, 16)
     small = torch.nn.functional.interpolate(big, size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
