@@ -272,6 +272,9 @@ def html_images(images, captions: Sequence[str] | None = None, *, title: str = "
                 f'<div style="display:flex;flex-wrap:wrap;align-items:flex-start">{"".join(blocks)}</div></div>')
 
 
+_SHORT_LABEL = 14                            # characters that fit a toggle button of the default width
+
+
 def _check_pages(n_pages: int, max_pages: int) -> None:
     if n_pages > max_pages:
         raise ValueError(f"these values would draw {n_pages} pages up front; "
@@ -298,7 +301,9 @@ def _control(description: str, values: list, label: Callable[[object], str], val
     if slider:
         return widgets.SelectionSlider(options=options, index=start, description=description,
                                        continuous_update=True)
-    return widgets.ToggleButtons(options=options, index=start, description=description)
+    # a toggle button is about 150 pixels wide and cuts a longer label short: size those to their text
+    style = {"button_width": "auto"} if max(len(n) for n in names) > _SHORT_LABEL else {}
+    return widgets.ToggleButtons(options=options, index=start, description=description, style=style)
 
 
 def _page(draw_one: Callable[[tuple], None], combo: tuple) -> widgets.Output:

@@ -113,6 +113,9 @@ def test_flipbook_grid_toggle_buttons_for_words_and_flags():
     text, scaled, _ = box.children
     assert isinstance(text, ipywidgets.ToggleButtons) and isinstance(scaled, ipywidgets.ToggleButtons)
     assert [label for label, _ in scaled.options] == ["on", "off"] and scaled.index == 1
+    assert text.style.button_width == ""                       # short labels keep the default width
+    long = flipbook_grid(lambda p: None, {"p": ["a sneaker", "the number 4, handwritten"]}).children[0]
+    assert long.style.button_width == "auto"                   # a long label is not cut short
 
 
 def test_flipbook_grid_bad_input():
