@@ -7,8 +7,9 @@ controls have only a handful of values, :func:`flipbook` (one slider) and
 and the controls only choose which drawing is shown. The browser makes that choice itself
 (``ipywidgets.jslink``), so the controls work the same on the static site, in Jupyter and on
 Colab. The price is drawing every page in advance, so keep the pages few, or cheap:
-:func:`html_bars`, :func:`html_heatmap` and :func:`html_images` draw a bar chart, a heat map
-and a row of small images in HTML, which cost next to nothing to make.
+:func:`html_bars`, :func:`html_heatmap`, :func:`html_images` and :func:`html_stacked_bar` draw a
+bar chart, a heat map, a row of small images and one bar split into parts in HTML, which cost
+next to nothing to make.
 
 Model code never imports this module: plotting and widgets stay out of it.
 """
@@ -270,6 +271,71 @@ def html_images(images, captions: Sequence[str] | None = None, *, title: str = "
     return HTML(f'<div class="aigc-images" style="font-size:12px;line-height:1.3">'
                 f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(title)}</div>'
                 f'<div style="display:flex;flex-wrap:wrap;align-items:flex-start">{"".join(blocks)}</div></div>')
+
+
+def html_stacked_bar(parts: Mapping[str, float], *, title: str = "", unit: str = "",
+                     marks: Mapping[str, float] | None = None, top: float | None = None,
+                     colors: Sequence[str] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"),
+                     width: int = 600) -> HTML:
+    """One horizontal bar made of coloured parts, with marks to compare it with, as HTML.
+
+    For pages that must be drawn by the hundred: a memory budget split into its parts
+    against the sizes of common GPUs, say. The parts are laid end to end from the left;
+    each mark is a dotted vertical line with its label under it.
+
+    Args:
+        parts: name -> value (>= 0), in the order drawn; the legend gives each value.
+        title: a line above the bar.
+        unit: written after the values in the legend and on the scale.
+        marks: label -> position of a dotted line (default: none).
+        top: the value at the bar's right end (default: 1.1 x the largest of the total and
+            the marks). Parts and marks beyond it are cut off at the end.
+        colors: one colour per part, in order.
+        width: the bar's full width on the page, in pixels.
+
+    Returns an ``IPython.display.HTML``.
+    """
+    items = [(str(k), float(v)) for k, v in parts.items()]
+    marks = {str(k): float(v) for k, v in (marks or {}).items()}
+    if not items:
+        raise ValueError("html_stacked_bar needs at least one part")
+    if len(items) > len(colors):
+        raise ValueError(f"{len(items)} parts but only {len(colors)} colours")
+    if any(not (math.isfinite(v) and v >= 0) for _, v in items + list(marks.items())):
+        raise ValueError("parts and marks must be finite numbers >= 0")
+    total = sum(v for _, v in items)
+    top = 1.1 * max([total, *marks.values()]) if top is None else float(top)
+    if not top > 0:
+        raise ValueError(f"top must be > 0, got {top}")
+    px = lambda v: round(min(v, top) / top * width, 1)  # noqa: E731
+    bars, left = [], 0.0
+    for (name, v), color in zip(items, colors):
+        bars.append(f'<div title="{html.escape(name)}" style="position:absolute;top:4px;height:22px;'
+                    f'left:{px(left)}px;width:{px(left + v) - px(left)}px;background:{color}"></div>')
+        left += v
+    last_label = -math.inf                      # where the last mark's label went, so that labels do not overlap
+    for label, v in sorted(marks.items(), key=lambda kv: kv[1]):
+        if v <= top:
+            bars.append(f'<div style="position:absolute;top:0;height:30px;left:{px(v)}px;'
+                        f'border-left:1px dotted #000"></div>')
+            if px(v) - last_label >= 6 * len(label) + 8:
+                bars.append(f'<div style="position:absolute;top:30px;left:{px(v) + 2}px;font-size:10px;'
+                            f'white-space:nowrap">{html.escape(label)}</div>')
+                last_label = px(v)
+    legend = "".join(f'<span style="margin-right:14px;white-space:nowrap"><span style="display:inline-block;'
+                     f'width:10px;height:10px;background:{c};margin-right:4px"></span>{html.escape(n)}: '
+                     f'{_number(v)} {html.escape(unit)}</span>' for (n, v), c in zip(items, colors))
+    return HTML(f'<div class="aigc-stacked" style="font-size:12px;line-height:1.4">'
+                f'<div style="font-weight:bold;margin-bottom:4px">{html.escape(title)}</div>'
+                f'<div style="position:relative;width:{width}px;height:46px;border-left:1px solid #888;'
+                f'border-right:1px solid #ddd">{"".join(bars)}</div>'
+                f'<div style="font-size:11px;color:#666">scale: 0 to {_number(top)} {html.escape(unit)}</div>'
+                f'<div>{legend}</div></div>')
+
+
+def _number(v: float) -> str:
+    """Three significant digits, without an exponent for the thousands: 0.0974, 18.7, 2,800."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 _SHORT_LABEL = 14                            # characters that fit a toggle button of the default width

@@ -246,3 +246,33 @@ def test_html_images_pixels_ranges_captions_and_bad_input():
         aw.html_images([np.full((2, 2), np.nan)])
     with pytest.raises(ValueError, match="must be above"):
         aw.html_images([grey], vmin=1.0, vmax=1.0)
+
+
+def test_html_stacked_bar_widths_marks_legend_and_bad_input():
+    import re
+
+    text = aw.html_stacked_bar({"weights": 10.0, "gradients": 20.0, "Adam <state>": 30.0}, unit="GB",
+                               marks={"80 GB GPU": 80.0, "beyond": 500.0}, top=100.0, width=500,
+                               title="A & B").data
+    lefts = [float(x) for x in re.findall(r"top:4px;height:22px;left:([0-9.]+)px", text)]
+    widths = [float(x) for x in re.findall(r"top:4px;height:22px;left:[0-9.]+px;width:([0-9.]+)px", text)]
+    assert lefts == [0.0, 50.0, 150.0] and widths == [50.0, 100.0, 150.0]   # laid end to end, 5 px per GB
+    assert "left:400.0px;border-left:1px dotted" in text                   # the 80 GB mark
+    assert "beyond" not in text                                             # a mark past the top is left out
+    assert "Adam &lt;state&gt;: 30 GB" in text and "A &amp; B" in text and "0 to 100 GB" in text
+    default = aw.html_stacked_bar({"a": 1.0}, marks={"m": 2.0}).data        # top: 1.1 x the largest mark
+    assert "0 to 2.2" in default
+    crowded = aw.html_stacked_bar({"a": 2800.0}, marks={"16 GB": 16, "40 GB": 40, "80 GB": 80}, unit="GB").data
+    assert crowded.count("dotted") == 3 and crowded.count(">16 GB<") == 1     # every line, but only the
+    assert ">40 GB<" not in crowded and ">80 GB<" not in crowded               # labels that have room
+    assert "a: 2,800 GB" in crowded and "0 to 3,080 GB" in crowded             # no exponents
+    cut = aw.html_stacked_bar({"a": 50.0, "b": 100.0}, top=100.0, width=100).data
+    assert re.findall(r"left:([0-9.]+)px;width:([0-9.]+)px", cut) == [("0.0", "50.0"), ("50.0", "50.0")]
+    with pytest.raises(ValueError, match="at least one part"):
+        aw.html_stacked_bar({})
+    with pytest.raises(ValueError, match=">= 0"):
+        aw.html_stacked_bar({"a": -1.0})
+    with pytest.raises(ValueError, match="colours"):
+        aw.html_stacked_bar({str(i): 1.0 for i in range(6)})
+    with pytest.raises(ValueError, match="top"):
+        aw.html_stacked_bar({"a": 0.0})
