@@ -65,7 +65,8 @@ def flipbook_grid(draw: Callable[..., None], controls: Mapping[str, Iterable], *
     ``controls`` maps each keyword of ``draw`` to its values, for example
     ``{"layer": [0, 1], "head": [0, 1, 2, 3]}``, and ``draw(layer=..., head=...)`` is called
     once per combination (8 pages here), in the order of ``itertools.product``. A control
-    whose values are all strings or booleans is a row of toggle buttons, any other a slider.
+    whose values are all strings or booleans is a row of toggle buttons (a drop-down list when
+    there are more than 12), any other a slider.
 
     The pages are nested ``ipywidgets.Stack`` s, one level per control, and each level's
     ``selected_index`` is linked in the browser to its control's ``index``, so the controls
@@ -339,6 +340,7 @@ def _number(v: float) -> str:
 
 
 _SHORT_LABEL = 14                            # characters that fit a toggle button of the default width
+_MANY_BUTTONS = 12                           # more words than this make a drop-down list, not buttons
 
 
 def _check_pages(n_pages: int, max_pages: int) -> None:
@@ -367,6 +369,8 @@ def _control(description: str, values: list, label: Callable[[object], str], val
     if slider:
         return widgets.SelectionSlider(options=options, index=start, description=description,
                                        continuous_update=True)
+    if len(values) > _MANY_BUTTONS:          # a wall of buttons is hard to scan: a drop-down list instead
+        return widgets.Dropdown(options=options, index=start, description=description)
     # a toggle button is about 150 pixels wide and cuts a longer label short: size those to their text
     style = {"button_width": "auto"} if max(len(n) for n in names) > _SHORT_LABEL else {}
     return widgets.ToggleButtons(options=options, index=start, description=description, style=style)

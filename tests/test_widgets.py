@@ -116,6 +116,11 @@ def test_flipbook_grid_toggle_buttons_for_words_and_flags():
     assert text.style.button_width == ""                       # short labels keep the default width
     long = flipbook_grid(lambda p: None, {"p": ["a sneaker", "the number 4, handwritten"]}).children[0]
     assert long.style.button_width == "auto"                   # a long label is not cut short
+    drawn = []
+    many = flipbook_grid(lambda w: drawn.append(w), {"w": [f"word{i}" for i in range(13)]}, value={"w": "word5"})
+    menu, pages = many.children                                # more than 12 words: a drop-down list
+    assert isinstance(menu, ipywidgets.Dropdown) and menu.index == 5 and pages.selected_index == 5
+    assert len(pages.children) == 13 and drawn == [f"word{i}" for i in range(13)]
 
 
 def test_flipbook_grid_bad_input():
