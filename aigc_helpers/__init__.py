@@ -9,7 +9,8 @@ from here. One module per idea:
     plot        labelled image grids, loss curves, heat maps, decision boundaries
     widgets     flipbook, flipbook_grid: controls over pages drawn in advance, which work on a static web page too;
                 html_bars, html_heatmap, html_images, html_stacked_bar: bar charts, heat maps, small
-                images and a bar split into parts in HTML, cheap enough for such pages
+                images and a bar split into parts in HTML, cheap enough for such pages;
+                shade_word_grid: the text-to-image chapters' garment x shade x guidance pages
     metrics     perplexity, bits per character, the image judge and classifier-FID
     basics      logistic regression, an MLP and a Gaussian generative classifier
     ngram       unigram and bigram language models (counted and learned)

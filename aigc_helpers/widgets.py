@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import HTML
+from IPython.display import HTML, display
 
 
 def flipbook(draw: Callable[[object], None], values: Iterable, *, description: str = "",
@@ -332,6 +332,48 @@ def html_stacked_bar(parts: Mapping[str, float], *, title: str = "", unit: str =
                 f'border-right:1px solid #ddd">{"".join(bars)}</div>'
                 f'<div style="font-size:11px;color:#666">scale: 0 to {_number(top)} {html.escape(unit)}</div>'
                 f'<div>{legend}</div></div>')
+
+
+def shade_word_grid(sample: Callable[[list[str], float], "torch.Tensor"], judge, *,
+                    scales: Sequence[float] = (0.0, 1.0, 3.0, 5.0), per_prompt: int = 4,
+                    start: str = "sneaker", start_scale: float = 3.0) -> tuple[widgets.VBox, dict]:
+    """The Fashion-MNIST text-to-image playground: garment x shade word x guidance, drawn in advance.
+
+    The prompts are ``Captioner.phrase(k, shade_word)`` for the ten garments and the shade
+    words none, "dark" and "light" (30 prompts, garment-major). For each guidance scale,
+    ``sample(prompts, scale)`` must return ``per_prompt`` images per prompt, prompt after
+    prompt: ``(30 * per_prompt, 1, H, W)`` in [0, 1]. One page per setting shows a
+    prompt's images, each captioned with the garment the judge sees and its shade.
+
+    Returns ``(box, results)``: the controls and pages, and ``results[scale] = (images,
+    judged classes, shades)`` shaped ``(10, 3, per_prompt, ...)``, for the chapter's checks.
+    """
+    from .text2image import FASHION_NOUNS, Captioner, shade    # model code, which never imports this module
+
+    garments = [nouns[0] for nouns in FASHION_NOUNS]            # one name per class
+    shade_words = ["(none)", "dark", "light"]
+    prompts = [Captioner.phrase(k, None if w == "(none)" else w) for k in range(10) for w in shade_words]
+    results = {}
+    for s in scales:
+        out = sample(prompts, s).cpu()
+        if out.shape[0] != len(prompts) * per_prompt:
+            raise ValueError(f"sample returned {out.shape[0]} images for {len(prompts)} prompts x {per_prompt}")
+        grid = (10, 3, per_prompt)
+        results[s] = (out.view(*grid, *out.shape[1:]), judge.predict(out).view(grid), shade(out).view(grid))
+
+    def page(garment, shade_word, guidance_scale):
+        k, w = garments.index(garment), shade_words.index(shade_word)
+        images, classes, shades = (t[k, w] for t in results[guidance_scale])
+        hits = (classes == k).sum().item()
+        captions = [f"{judge.classes[c]} · {v:.2f}" for c, v in zip(classes.tolist(), shades.tolist())]
+        title = (f'"{prompts[3 * k + w]}", guidance scale {guidance_scale:g}: the judge agrees with the prompt '
+                 f"on {hits} of {per_prompt}; mean shade {shades.mean():.2f}")
+        display(html_images(images, captions, scale=4, title=title))
+
+    box = flipbook_grid(page, {"garment": garments, "shade_word": shade_words, "guidance_scale": list(scales)},
+                        value={"garment": start, "guidance_scale": start_scale}, max_pages=30 * len(scales),
+                        descriptions={"shade_word": "shade", "guidance_scale": "guidance"})
+    return box, results
 
 
 def _number(v: float) -> str:

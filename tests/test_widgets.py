@@ -281,3 +281,36 @@ def test_html_stacked_bar_widths_marks_legend_and_bad_input():
         aw.html_stacked_bar({str(i): 1.0 for i in range(6)})
     with pytest.raises(ValueError, match="top"):
         aw.html_stacked_bar({"a": 0.0})
+
+
+def test_shade_word_grid_prompts_results_and_pages():
+    import torch
+
+    from aigc_helpers.text2image import Captioner
+
+    seen = []
+
+    def sample(prompts, scale):                  # brightness from the shade word, one blob per image
+        seen.append((list(prompts), scale))
+        level = [0.3 if "dark" in p else 0.9 if "light" in p else 0.6 for p in prompts]
+        out = torch.zeros(len(prompts) * 2, 1, 28, 28)
+        out[:, :, 8:20, 8:20] = torch.tensor(level).repeat_interleave(2)[:, None, None, None]
+        return out
+
+    class Judge:
+        classes = [str(k) for k in range(10)]
+
+        def predict(self, x):
+            return torch.arange(len(x)) // 6     # images 6k..6k+5 (garment k's three prompts) "look like" k
+
+    box, results = aw.shade_word_grid(sample, Judge(), scales=(0.0, 2.0), per_prompt=2, start_scale=2.0)
+    assert [s for _, s in seen] == [0.0, 2.0] and len(seen[0][0]) == 30
+    assert seen[0][0][:3] == [Captioner.phrase(0), Captioner.phrase(0, "dark"), Captioner.phrase(0, "light")]
+    images, classes, shades = results[2.0]
+    assert images.shape == (10, 3, 2, 1, 28, 28) and classes.shape == shades.shape == (10, 3, 2)
+    assert torch.equal(classes, torch.arange(10)[:, None, None].expand(10, 3, 2))
+    assert (shades[:, 1] < shades[:, 0]).all() and (shades[:, 0] < shades[:, 2]).all()
+    garment, shade_word, scale, _ = box.children
+    assert garment.index == 7 and scale.index == 1          # "sneaker", guidance 2
+    with pytest.raises(ValueError, match="60 images|for 30 prompts"):
+        aw.shade_word_grid(lambda prompts, s: torch.zeros(5, 1, 28, 28), Judge(), per_prompt=2)
